@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
-		"slices"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,7 +75,7 @@ func (db *DB) maintainPlain(ctx context.Context, tx pgx.Tx, now, cutoff time.Tim
 		return err
 	}
 	first := cutoff.UTC().Truncate(24 * time.Hour)
-	last := now.UTC().Truncate(24 * time.Hour).AddDate(0, 0, db.opts.PartitionsAhead)
+	last := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, db.opts.PartitionsAhead)
 	var created, dropped []string
 	// Drop whole partitions whose upper bound is at or before the cutoff.
 	for _, name := range existing {

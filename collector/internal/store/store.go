@@ -75,6 +75,8 @@ type Options struct {
 	// PartitionsAhead is the number of future daily partitions to keep
 	// (plain PostgreSQL); DefaultPartitionsAhead when zero.
 	PartitionsAhead int
+	// WriteMethod is WriteCopy (default), WriteStaging or WriteUnnest.
+	WriteMethod string
 	// MaxConns caps the pool; pgxpool's default (max(4, CPUs)) when zero.
 	MaxConns int32
 	// Logger receives lifecycle messages; required.
@@ -89,10 +91,9 @@ type DB struct {
 	mu     sync.RWMutex
 	layout string // "" until known (after Migrate, or Open on a migrated DB)
 
-	sensorMu   sync.RWMutex
-	sensorNums map[string]int32 // sensor id → num; nums never change
-	edgeMu     sync.RWMutex
-	edgeNums   map[string]int32
+	edgeMu   sync.RWMutex
+	edgeNums map[string]int32 // edge id → num; nums never change
+	bufs     sync.Pool        // *copyBuf
 }
 
 //go:embed migrations/*.sql
@@ -112,6 +113,13 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	}
 	if opts.Retention < 24*time.Hour {
 		return nil, fmt.Errorf("%w: retention %s is shorter than one day", ErrInvalid, opts.Retention)
+	}
+	switch opts.WriteMethod {
+	case "":
+		opts.WriteMethod = WriteCopy
+	case WriteCopy, WriteStaging, WriteUnnest:
+	default:
+		return nil, fmt.Errorf("%w: write method %q (want copy, staging or unnest)", ErrInvalid, opts.WriteMethod)
 	}
 	if opts.PartitionsAhead <= 0 {
 		opts.PartitionsAhead = DefaultPartitionsAhead
@@ -136,11 +144,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("cannot connect to database %s@%s/%s: %w", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
 	db := &DB{
-		pool:       pool,
-		opts:       opts,
-		log:        opts.Logger.With("component", "store"),
-		sensorNums: make(map[string]int32),
-		edgeNums:   make(map[string]int32),
+		pool:     pool,
+		opts:     opts,
+		log:      opts.Logger.With("component", "store"),
+		edgeNums: make(map[string]int32),
 	}
 	if layout, err := db.readLayout(ctx); err == nil {
 		db.setLayout(layout)
