@@ -38,7 +38,9 @@ func TestPartitionCreationAndRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	num := metas["s/l/a/x"].Num
-	at := func(d time.Time) wire.Reading { return wire.Reading{Sensor: "s/l/a/x", Time: d.UnixNano(), Value: 1, Seq: uint64(d.Unix())} }
+	at := func(d time.Time) wire.Reading {
+		return wire.Reading{Sensor: "s/l/a/x", Time: d.UnixNano(), Value: 1, Seq: uint64(d.Unix())}
+	}
 	// One reading in a partition that will expire, one in today's, one far
 	// ahead of every partition (lands in the default partition, must not
 	// fail the batch).
