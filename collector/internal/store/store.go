@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,6 +95,8 @@ type DB struct {
 	edgeMu   sync.RWMutex
 	edgeNums map[string]int32 // edge id → num; nums never change
 	bufs     sync.Pool        // *copyBuf
+	// dedupHint counts batches that skip the direct COPY (see WriteCopy).
+	dedupHint atomic.Int32
 }
 
 //go:embed migrations/*.sql

@@ -98,9 +98,20 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	}
 	defer tx.Rollback(ctx)
 
-	tag, err := tx.Exec(ctx, `INSERT INTO edge_batches (edge_id, batch_id, first_seq, last_seq, readings, events, gaps)
+	// The batch record and the readings savepoint go in one round trip.
+	var claim pgx.Batch
+	claim.Queue(`INSERT INTO edge_batches (edge_id, batch_id, first_seq, last_seq, readings, events, gaps)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (edge_id, batch_id) DO NOTHING`,
 		w.EdgeID, w.BatchID, int64(w.FirstSeq), int64(w.LastSeq), len(w.Readings), w.NumEvents, w.NumGaps)
+	claim.Queue(`SAVEPOINT readings_copy`)
+	br := tx.SendBatch(ctx, &claim)
+	tag, err := br.Exec()
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("cannot record batch %q: %w", w.BatchID, err)
 	}
@@ -126,21 +137,21 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	res.Duplicate = res.ReadingsDuplicate + dup
 	res.Rejected = len(w.Rejected)
 	res.Rejections = w.Rejections
-	if err := updateLastValues(ctx, tx, w); err != nil {
-		return BatchResult{}, err
-	}
 	var rej []byte
 	if len(w.Rejections) > 0 {
 		if rej, err = json.Marshal(w.Rejections); err != nil {
 			return BatchResult{}, fmt.Errorf("encode rejections of batch %q: %w", w.BatchID, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
-		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej); err != nil {
+	// Last values, the batch outcome and the edge's last-seen time go in
+	// one round trip.
+	var fin pgx.Batch
+	queueLastValues(&fin, w)
+	fin.Queue(`UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
+		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej)
+	fin.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID)
+	if err := tx.SendBatch(ctx, &fin).Close(); err != nil {
 		return BatchResult{}, fmt.Errorf("cannot record outcome of batch %q: %w", w.BatchID, err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID); err != nil {
-		return BatchResult{}, fmt.Errorf("cannot mark edge %q seen: %w", w.EdgeID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return BatchResult{}, fmt.Errorf("cannot commit batch %q: %w", w.BatchID, err)
@@ -185,7 +196,14 @@ func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 	case WriteStaging:
 		inserted, err = db.insertStaging(ctx, tx, w, edgeNum)
 	default:
+		if db.preferStaging(w) {
+			inserted, err = db.insertStaging(ctx, tx, w, edgeNum)
+			break
+		}
 		inserted, err = db.insertCopy(ctx, tx, w, edgeNum, res)
+		if res.CopyFallback {
+			db.dedupHint.Store(dedupHintBatches)
+		}
 	}
 	if err != nil {
 		return err
@@ -193,6 +211,32 @@ func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 	res.ReadingsAccepted = int(inserted)
 	res.ReadingsDuplicate = valid - int(inserted)
 	return nil
+}
+
+// dedupHintBatches: after a direct COPY met a duplicate, this many of the
+// following batches go straight to the staging path. Duplicates come in
+// runs (an edge replaying its backlog after a crash), and a failed COPY
+// costs a wasted write of the whole batch.
+const dedupHintBatches = 16
+
+// preferStaging reports whether WriteCopy should skip the direct COPY:
+// a recent batch had duplicates, or the edge marked readings as replayed.
+func (db *DB) preferStaging(w *BatchWrite) bool {
+	for {
+		h := db.dedupHint.Load()
+		if h <= 0 {
+			break
+		}
+		if db.dedupHint.CompareAndSwap(h, h-1) {
+			return true
+		}
+	}
+	for i := range w.Readings {
+		if w.Readings[i].Flags&wire.FlagReplayed != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // copyBuf holds a reusable binary COPY stream.
@@ -217,15 +261,10 @@ func (db *DB) insertCopy(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum 
 	buf := db.getBuf()
 	defer db.putBuf(buf)
 	encodeReadingsCopy(&buf.b, w, edgeNum)
-	if _, err := tx.Exec(ctx, `SAVEPOINT readings_copy`); err != nil {
-		return 0, fmt.Errorf("cannot write readings of batch %q: %w", w.BatchID, err)
-	}
+	// WriteBatch took the savepoint readings_copy just before.
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b.Bytes()),
 		`COPY readings (`+readingColumns+`) FROM STDIN WITH (FORMAT binary)`)
 	if err == nil {
-		if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT readings_copy`); err != nil {
-			return 0, fmt.Errorf("cannot write readings of batch %q: %w", w.BatchID, err)
-		}
 		return tag.RowsAffected(), nil
 	}
 	if !isUniqueViolation(err) {
@@ -422,10 +461,11 @@ func writeGapsEvents(ctx context.Context, tx pgx.Tx, w *BatchWrite) (accepted, d
 	return accepted, duplicate, nil
 }
 
-// updateLastValues sets each sensor's last value and time from the
-// newest stored reading of the batch, when newer than what it has. Rows
-// are locked in num order first, so concurrent batches cannot deadlock.
-func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
+// queueLastValues queues the update of each sensor's last value and time
+// from the newest stored reading of the batch, when newer than what it
+// has. Rows are locked in num order first, so concurrent batches touching
+// the same sensors cannot deadlock.
+func queueLastValues(b *pgx.Batch, w *BatchWrite) {
 	type last struct {
 		t int64
 		v float64
@@ -442,7 +482,7 @@ func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 		}
 	}
 	if len(latest) == 0 {
-		return nil
+		return
 	}
 	nums := make([]int32, 0, len(latest))
 	for n := range latest {
@@ -455,14 +495,9 @@ func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 		times[i] = time.UnixMicro(floorDiv(latest[n].t, 1000))
 		vals[i] = latest[n].v
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM sensors WHERE num = ANY($1) ORDER BY num FOR NO KEY UPDATE`, nums); err != nil {
-		return fmt.Errorf("cannot lock sensors of batch %q: %w", w.BatchID, err)
-	}
-	_, err := tx.Exec(ctx, `UPDATE sensors s SET last_value = u.v, last_time = u.t
+	b.Queue(`WITH locked AS (SELECT num FROM sensors WHERE num = ANY($1) ORDER BY num FOR NO KEY UPDATE)
+		UPDATE sensors s SET last_value = u.v, last_time = u.t
 		FROM unnest($1::int4[], $2::timestamptz[], $3::float8[]) AS u(num, t, v)
-		WHERE s.num = u.num AND (s.last_time IS NULL OR s.last_time < u.t)`, nums, times, vals)
-	if err != nil {
-		return fmt.Errorf("cannot update last values of batch %q: %w", w.BatchID, err)
-	}
-	return nil
+		WHERE s.num = u.num AND s.num IN (SELECT num FROM locked)
+			AND (s.last_time IS NULL OR s.last_time < u.t)`, nums, times, vals)
 }
