@@ -156,3 +156,53 @@ func BenchmarkIngest(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*benchSensors*benchSteps)/b.Elapsed().Seconds(), "readings/s")
 }
+
+// BenchmarkIngestLatencyHalfLoad measures the latency of one 1,000-reading
+// batch through Service.Ingest when batches arrive at half the sustained
+// rate: it first measures that rate over 30 batches, then sends b.N
+// batches paced at half of it and reports p50 and p99.
+func BenchmarkIngestLatencyHalfLoad(b *testing.B) {
+	ctx := context.Background()
+	f := newFixture(b, store.Options{}, Config{Now: time.Now})
+	edge := f.edge(b, "bench-edge")
+	ids := make([]string, benchSensors)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("site1/line1/asset%02d/s%03d", i%10, i)
+	}
+	base := time.Now().Add(-20 * time.Hour).UnixNano()
+	batch := &wire.Batch{Readings: make([]wire.Reading, 0, benchSensors*benchSteps)}
+	n := 0
+	send := func() time.Duration {
+		batch.Reset()
+		batch.BatchID = "batch-" + strconv.Itoa(n)
+		for step := range benchSteps {
+			ts := base + int64(n*benchSteps+step)*int64(time.Millisecond)
+			for s := range benchSensors {
+				batch.Readings = append(batch.Readings, wire.Reading{Sensor: ids[s], Time: ts, Value: float64(s), Seq: uint64(n*1000 + step*100 + s + 1)})
+			}
+		}
+		n++
+		start := time.Now()
+		if _, err := f.svc.Ingest(ctx, edge, batch); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var busy time.Duration
+	for range 30 {
+		busy += send()
+	}
+	interval := 2 * busy / 30
+	lat := make([]time.Duration, 0, 1024)
+	next := time.Now()
+	for b.Loop() {
+		next = next.Add(interval)
+		lat = append(lat, send())
+		time.Sleep(time.Until(next))
+	}
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(float64(benchSensors*benchSteps)/interval.Seconds(), "paced_readings/s")
+	b.ReportMetric(pct(0.50), "p50_ms")
+	b.ReportMetric(pct(0.99), "p99_ms")
+}

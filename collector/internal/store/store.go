@@ -66,6 +66,11 @@ const DefaultRetention = 30 * 24 * time.Hour
 // maintenance before readings land in the default partition.
 const DefaultPartitionsAhead = 3
 
+// DefaultMaxConns is the pool size when Options.MaxConns is zero: ingest
+// takes at most half of it (see ingest.Config.MaxInFlight), leaving the
+// rest for queries, status reports and maintenance.
+const DefaultMaxConns = 16
+
 // Options configure Open.
 type Options struct {
 	// Timescale is TimescaleAuto (default when empty), TimescaleRequire or
@@ -78,7 +83,7 @@ type Options struct {
 	PartitionsAhead int
 	// WriteMethod is WriteCopy (default), WriteStaging or WriteUnnest.
 	WriteMethod string
-	// MaxConns caps the pool; pgxpool's default (max(4, CPUs)) when zero.
+	// MaxConns caps the pool; DefaultMaxConns when zero.
 	MaxConns int32
 	// Logger receives lifecycle messages; required.
 	Logger *slog.Logger
@@ -135,9 +140,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		// pgx's parse errors can echo the DSN, password included.
 		return nil, errors.New("cannot parse database URL (check its syntax)")
 	}
-	if opts.MaxConns > 0 {
-		cfg.MaxConns = opts.MaxConns
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
+	cfg.MaxConns = opts.MaxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create database pool: %w", err)
@@ -164,6 +170,9 @@ func (db *DB) Close() { db.pool.Close() }
 // Pool exposes the pool for packages of the collector that add their own
 // tables (alerts, outbox) and for benchmarks.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// MaxConns is the pool size.
+func (db *DB) MaxConns() int { return int(db.opts.MaxConns) }
 
 // Retention is the configured raw-data retention.
 func (db *DB) Retention() time.Duration { return db.opts.Retention }
