@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
@@ -92,20 +93,44 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	if w.FirstSeq > math.MaxInt64 || w.LastSeq > math.MaxInt64 {
 		return BatchResult{}, fmt.Errorf("%w: batch %q sequence range above 2^63-1", ErrInvalid, w.BatchID)
 	}
-	tx, err := db.pool.Begin(ctx)
+	pc, err := db.pool.Acquire(ctx)
 	if err != nil {
-		return BatchResult{}, fmt.Errorf("cannot begin batch %q: %w", w.BatchID, err)
+		return BatchResult{}, fmt.Errorf("cannot get a connection for batch %q: %w", w.BatchID, err)
 	}
-	defer tx.Rollback(ctx)
+	tx := pc.Conn()
+	committed := false
+	defer func() {
+		if !committed {
+			// Roll back even when ctx has expired; a connection left in a
+			// transaction is closed by the pool instead of reused.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, err := tx.Exec(rctx, "ROLLBACK"); err != nil {
+				tx.Close(rctx)
+			}
+			cancel()
+		}
+		pc.Release()
+	}()
+	edgeNum, err := db.edgeNum(ctx, tx, w.EdgeID)
+	if err != nil {
+		return BatchResult{}, err
+	}
 
-	// The batch record and the readings savepoint go in one round trip.
+	// BEGIN, the batch record and the readings savepoint go in one round
+	// trip; so do the closing statements and COMMIT below. A batch is
+	// three round trips in the common case: this, the COPY, the commit.
 	var claim pgx.Batch
+	claim.Queue(`BEGIN`)
 	claim.Queue(`INSERT INTO edge_batches (edge_id, batch_id, first_seq, last_seq, readings, events, gaps)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (edge_id, batch_id) DO NOTHING`,
 		w.EdgeID, w.BatchID, int64(w.FirstSeq), int64(w.LastSeq), len(w.Readings), w.NumEvents, w.NumGaps)
 	claim.Queue(`SAVEPOINT readings_copy`)
 	br := tx.SendBatch(ctx, &claim)
-	tag, err := br.Exec()
+	_, err = br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
 	if err == nil {
 		_, err = br.Exec()
 	}
@@ -117,10 +142,6 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	}
 	if tag.RowsAffected() == 0 {
 		return db.storedResult(ctx, tx, w)
-	}
-	edgeNum, err := db.edgeNum(ctx, tx, w.EdgeID)
-	if err != nil {
-		return BatchResult{}, err
 	}
 	var res BatchResult
 	if err := db.writeReadings(ctx, tx, w, edgeNum, &res); err != nil {
@@ -150,16 +171,29 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	fin.Queue(`UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
 		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej)
 	fin.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID)
-	if err := tx.SendBatch(ctx, &fin).Close(); err != nil {
-		return BatchResult{}, fmt.Errorf("cannot record outcome of batch %q: %w", w.BatchID, err)
+	fin.Queue(`COMMIT`)
+	fbr := tx.SendBatch(ctx, &fin)
+	var last pgconn.CommandTag
+	for range fin.Len() {
+		if last, err = fbr.Exec(); err != nil {
+			break
+		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if cerr := fbr.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return BatchResult{}, fmt.Errorf("cannot commit batch %q: %w", w.BatchID, err)
 	}
+	// COMMIT of a failed transaction answers ROLLBACK without an error.
+	if last.String() != "COMMIT" {
+		return BatchResult{}, fmt.Errorf("cannot commit batch %q: transaction rolled back", w.BatchID)
+	}
+	committed = true
 	return res, nil
 }
 
-func (db *DB) storedResult(ctx context.Context, tx pgx.Tx, w *BatchWrite) (BatchResult, error) {
+func (db *DB) storedResult(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (BatchResult, error) {
 	res := BatchResult{Replayed: true}
 	var rej []byte
 	err := tx.QueryRow(ctx, `SELECT accepted, duplicate, rejected, rejections FROM edge_batches WHERE edge_id = $1 AND batch_id = $2`,
@@ -178,7 +212,7 @@ func (db *DB) storedResult(ctx context.Context, tx pgx.Tx, w *BatchWrite) (Batch
 // readingColumns is the column list of readings for COPY and INSERT.
 const readingColumns = `sensor_id, time, value, quality, flags, score, model, edge_num, seq`
 
-func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32, res *BatchResult) error {
+func (db *DB) writeReadings(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32, res *BatchResult) error {
 	valid := 0
 	for _, n := range w.Nums {
 		if n != 0 {
@@ -257,12 +291,12 @@ func (db *DB) putBuf(c *copyBuf) {
 	db.bufs.Put(c)
 }
 
-func (db *DB) insertCopy(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32, res *BatchResult) (int64, error) {
+func (db *DB) insertCopy(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32, res *BatchResult) (int64, error) {
 	buf := db.getBuf()
 	defer db.putBuf(buf)
 	encodeReadingsCopy(&buf.b, w, edgeNum)
 	// WriteBatch took the savepoint readings_copy just before.
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b.Bytes()),
+	tag, err := tx.PgConn().CopyFrom(ctx, bytes.NewReader(buf.b.Bytes()),
 		`COPY readings (`+readingColumns+`) FROM STDIN WITH (FORMAT binary)`)
 	if err == nil {
 		return tag.RowsAffected(), nil
@@ -277,7 +311,7 @@ func (db *DB) insertCopy(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum 
 	return db.copyStaged(ctx, tx, w, buf.b.Bytes())
 }
 
-func (db *DB) insertStaging(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32) (int64, error) {
+func (db *DB) insertStaging(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32) (int64, error) {
 	buf := db.getBuf()
 	defer db.putBuf(buf)
 	encodeReadingsCopy(&buf.b, w, edgeNum)
@@ -287,12 +321,12 @@ func (db *DB) insertStaging(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 // copyStaged COPYs an encoded stream into the connection's temporary
 // staging table (emptied at every commit) and moves it into readings,
 // skipping rows whose (sensor, time) exists.
-func (db *DB) copyStaged(ctx context.Context, tx pgx.Tx, w *BatchWrite, stream []byte) (int64, error) {
+func (db *DB) copyStaged(ctx context.Context, tx *pgx.Conn, w *BatchWrite, stream []byte) (int64, error) {
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS readings_staging
 		(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
 		return 0, fmt.Errorf("cannot create staging table: %w", err)
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(stream),
+	if _, err := tx.PgConn().CopyFrom(ctx, bytes.NewReader(stream),
 		`COPY readings_staging (`+readingColumns+`) FROM STDIN WITH (FORMAT binary)`); err != nil {
 		return 0, fmt.Errorf("cannot stage readings of batch %q: %w", w.BatchID, err)
 	}
@@ -304,7 +338,7 @@ func (db *DB) copyStaged(ctx context.Context, tx pgx.Tx, w *BatchWrite, stream [
 	return tag.RowsAffected(), nil
 }
 
-func (db *DB) insertUnnest(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32) (int64, error) {
+func (db *DB) insertUnnest(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32) (int64, error) {
 	n := 0
 	for _, num := range w.Nums {
 		if num != 0 {
@@ -404,7 +438,7 @@ func encodeReadingsCopy(b *bytes.Buffer, w *BatchWrite, edgeNum int32) {
 	put16(math.MaxUint16) // -1: trailer
 }
 
-func writeDeadLetters(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
+func writeDeadLetters(ctx context.Context, tx *pgx.Conn, w *BatchWrite) error {
 	if len(w.Rejected) == 0 {
 		return nil
 	}
@@ -422,7 +456,7 @@ func writeDeadLetters(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 
 func unixNano(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
-func writeGapsEvents(ctx context.Context, tx pgx.Tx, w *BatchWrite) (accepted, duplicate int, err error) {
+func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted, duplicate int, err error) {
 	if len(w.Gaps) == 0 && len(w.Events) == 0 {
 		return 0, 0, nil
 	}
