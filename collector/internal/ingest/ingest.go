@@ -251,7 +251,11 @@ func (s *Service) ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wi
 	}
 	defer release()
 
-	w, err := s.validate(ctx, edgeID, b)
+	// Sensor lookups and registration share the write deadline: a slow
+	// database is an overload wherever it shows.
+	vctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	w, err := s.validate(vctx, edgeID, b)
+	cancel()
 	if err != nil {
 		return nil, s.classify(err), s.wrapDB(err)
 	}
