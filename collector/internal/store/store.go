@@ -19,6 +19,9 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -203,18 +206,51 @@ func (db *DB) readLayout(ctx context.Context) (string, error) {
 // migrationsTable is tern's version table.
 const migrationsTable = "public.schema_version"
 
-// migrations returns the ordered migrations. SQL files are applied as
-// written (no templating); 0002 creates readings in the layout chosen by
-// chooseLayout.
+// migrations returns the ordered migrations: every migrations/NNNN_name.sql
+// file as version NNNN, applied as written (no templating), except version
+// 2, which is the Go step createReadings (its layout depends on the
+// timescale mode). Versions must be contiguous. To add a migration, drop
+// the next-numbered file into migrations/.
 func (db *DB) migrations() ([]*migrationStep, error) {
-	core, err := migrationFS.ReadFile("migrations/0001_core.sql")
+	entries, err := fs.ReadDir(migrationFS, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	return []*migrationStep{
-		{name: "0001_core", sql: string(core)},
-		{name: "0002_readings", fn: db.createReadings},
-	}, nil
+	files := map[int]string{}
+	maxVersion := 2
+	for _, e := range entries {
+		name := e.Name()
+		num, rest, ok := strings.Cut(name, "_")
+		if !ok || len(num) != 4 || !strings.HasSuffix(rest, ".sql") {
+			continue // e.g. readings_plain.sql, used by step 2
+		}
+		v, err := strconv.Atoi(num)
+		if err != nil || v < 1 || v == 2 {
+			return nil, fmt.Errorf("migration file %s: bad version number", name)
+		}
+		if _, dup := files[v]; dup {
+			return nil, fmt.Errorf("migration file %s: version %d used twice", name, v)
+		}
+		files[v] = name
+		maxVersion = max(maxVersion, v)
+	}
+	steps := make([]*migrationStep, 0, maxVersion)
+	for v := 1; v <= maxVersion; v++ {
+		if v == 2 {
+			steps = append(steps, &migrationStep{name: "0002_readings", fn: db.createReadings})
+			continue
+		}
+		name, ok := files[v]
+		if !ok {
+			return nil, fmt.Errorf("migration version %d is missing from migrations/", v)
+		}
+		sql, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, &migrationStep{name: strings.TrimSuffix(name, ".sql"), sql: string(sql)})
+	}
+	return steps, nil
 }
 
 // Ready reports whether the database is reachable and fully migrated.
