@@ -1,0 +1,210 @@
+// Package api is the collector's HTTP interface: batch ingest from edges,
+// status reports, the read-only data API for operations, health probes and
+// the OpenAPI document that describes all of it.
+//
+// Every route except /healthz, /readyz and /openapi.json requires an
+// `Authorization: Bearer` credential. What a credential may do is decided
+// by its role through one table (routes.go), so adding a route and its
+// permission is one line. Errors are RFC 9457 problem documents
+// (application/problem+json).
+//
+// The package owns the JSON shape of every response. It does not import
+// the store: it declares the small interfaces it consumes (below) with its
+// own view types, and the composition root adapts the store to them.
+package api
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/smartmaint/smartmaint/shared/wire"
+)
+
+// Sentinel errors that implementations of the consumer interfaces return
+// (possibly wrapped) so the API can answer with the right status.
+var (
+	// ErrNotFound: the requested object does not exist (404).
+	ErrNotFound = errors.New("not found")
+	// ErrUnauthenticated: the credential is unknown or revoked (401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrOverloaded: ingest cannot take more work now (503 + Retry-After).
+	ErrOverloaded = errors.New("overloaded")
+	// ErrBadCursor: a paging cursor could not be decoded (400).
+	ErrBadCursor = errors.New("invalid cursor")
+)
+
+// Role is what a credential may do.
+type Role string
+
+// Roles, from edge (ingest only) to admin (everything).
+const (
+	RoleEdge     Role = "edge"
+	RoleViewer   Role = "viewer"
+	RoleOperator Role = "operator"
+	RoleAdmin    Role = "admin"
+)
+
+// Principal is the authenticated identity behind a request.
+type Principal struct {
+	// Kind is "edge" or "apikey".
+	Kind string
+	ID   int64
+	Name string
+	Role Role
+	// EdgeID is the edge's id when Kind is "edge".
+	EdgeID string
+}
+
+// key identifies the principal for rate limiting.
+func (p Principal) key() string { return p.Kind + ":" + p.Name + ":" + itoa(p.ID) }
+
+// Authenticator resolves a bearer secret to a principal. It returns an
+// error wrapping ErrUnauthenticated for unknown or revoked secrets; any
+// other error is treated as temporary (503). Safe for concurrent use.
+type Authenticator interface {
+	Authenticate(ctx context.Context, secret string) (Principal, error)
+}
+
+// Ingester stores one decoded batch from an authenticated edge and returns
+// the answer to send; it returns only after the batch is committed. It
+// returns an error wrapping ErrOverloaded when it cannot take the batch
+// now. Safe for concurrent use.
+type Ingester interface {
+	Ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wire.IngestResponse, error)
+}
+
+// Readiness reports whether the collector can serve (database reachable,
+// migrations applied).
+type Readiness interface {
+	Ready(ctx context.Context) error
+}
+
+// Page asks for one page of a listing. Cursor is opaque to the API: it is
+// whatever the store returned as the next cursor; "" is the first page.
+type Page struct {
+	Cursor string
+	Limit  int
+}
+
+// SensorFilter narrows a sensor listing; empty fields match everything.
+type SensorFilter struct {
+	Site, Asset, Type, EdgeID string
+}
+
+// ReadingsQuery selects readings of one sensor in [From, To). Step 0 means
+// raw readings; otherwise readings are aggregated into buckets of Step
+// with Agg (avg, min, max, count, last).
+type ReadingsQuery struct {
+	Sensor   string
+	From, To time.Time
+	Step     time.Duration
+	Agg      string
+}
+
+// RejectedFilter narrows the dead-letter listing; zero fields match all.
+type RejectedFilter struct {
+	EdgeID, Sensor, Reason string
+	From, To               time.Time
+}
+
+// GapFilter narrows the gap listing; zero fields match all.
+type GapFilter struct {
+	EdgeID, Sensor, Reason string
+	From, To               time.Time
+}
+
+// Sensors reads the sensor registry. Safe for concurrent use.
+type Sensors interface {
+	ListSensors(ctx context.Context, f SensorFilter, p Page) ([]Sensor, string, error)
+	GetSensor(ctx context.Context, id string) (Sensor, error)
+}
+
+// Readings reads stored readings. Safe for concurrent use.
+type Readings interface {
+	Readings(ctx context.Context, q ReadingsQuery, p Page) ([]Point, string, error)
+	LatestReadings(ctx context.Context, sensors []string) ([]Point, error)
+}
+
+// Edges reads the fleet and records edge status reports. Safe for
+// concurrent use.
+type Edges interface {
+	ListEdges(ctx context.Context, p Page) ([]Edge, string, error)
+	GetEdge(ctx context.Context, id string) (Edge, error)
+	SaveStatus(ctx context.Context, edgeID string, st wire.Status, received time.Time) error
+}
+
+// Losses reads the dead-letter table and gap records. Safe for concurrent
+// use.
+type Losses interface {
+	ListRejected(ctx context.Context, f RejectedFilter, p Page) ([]RejectedItem, string, error)
+	ListGaps(ctx context.Context, f GapFilter, p Page) ([]GapRecord, string, error)
+}
+
+// Sensor is one registered sensor with its last reading.
+type Sensor struct {
+	ID        string     `json:"id"`
+	EdgeID    string     `json:"edge_id"`
+	Site      string     `json:"site,omitempty"`
+	Asset     string     `json:"asset,omitempty"`
+	Type      string     `json:"type,omitempty"`
+	Unit      string     `json:"unit,omitempty"`
+	Min       *float64   `json:"min,omitempty"`
+	Max       *float64   `json:"max,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	LastValue *float64   `json:"last_value"`
+	LastTime  *time.Time `json:"last_time"`
+}
+
+// Point is one raw reading or one aggregated bucket. For buckets Time is
+// the bucket start and Count the number of readings in it.
+type Point struct {
+	Sensor  string    `json:"sensor"`
+	Time    time.Time `json:"time"`
+	Value   float64   `json:"value"`
+	Quality string    `json:"quality,omitempty"`
+	Flags   []string  `json:"flags,omitempty"`
+	Score   float32   `json:"score,omitempty"`
+	Model   string    `json:"model,omitempty"`
+	Count   int64     `json:"count,omitempty"`
+}
+
+// Edge is one registered edge with what it last reported.
+type Edge struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	CreatedAt time.Time  `json:"created_at"`
+	LastSeen  *time.Time `json:"last_seen"`
+	Version   string     `json:"version,omitempty"`
+	// StatusReceived is when Status arrived; nil when the edge never
+	// reported.
+	StatusReceived *time.Time   `json:"status_received,omitempty"`
+	Status         *wire.Status `json:"status,omitempty"`
+}
+
+// RejectedItem is one dead-lettered item with its reason and raw values.
+type RejectedItem struct {
+	ID       int64      `json:"id"`
+	EdgeID   string     `json:"edge_id"`
+	BatchID  string     `json:"batch_id,omitempty"`
+	Item     string     `json:"item"`
+	Index    int        `json:"index"`
+	Sensor   string     `json:"sensor,omitempty"`
+	Time     *time.Time `json:"time,omitempty"`
+	// Value is the raw value as text, because it may be NaN or ±Inf.
+	Value    string    `json:"value,omitempty"`
+	Reason   string    `json:"reason"`
+	Received time.Time `json:"received"`
+}
+
+// GapRecord is one reported loss of readings.
+type GapRecord struct {
+	ID       int64     `json:"id"`
+	EdgeID   string    `json:"edge_id"`
+	Sensor   string    `json:"sensor,omitempty"`
+	From     time.Time `json:"from"`
+	To       time.Time `json:"to"`
+	Count    uint64    `json:"count"`
+	Reason   string    `json:"reason"`
+	Received time.Time `json:"received"`
+}
