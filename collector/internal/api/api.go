@@ -184,13 +184,13 @@ type Edge struct {
 
 // RejectedItem is one dead-lettered item with its reason and raw values.
 type RejectedItem struct {
-	ID       int64      `json:"id"`
-	EdgeID   string     `json:"edge_id"`
-	BatchID  string     `json:"batch_id,omitempty"`
-	Item     string     `json:"item"`
-	Index    int        `json:"index"`
-	Sensor   string     `json:"sensor,omitempty"`
-	Time     *time.Time `json:"time,omitempty"`
+	ID      int64      `json:"id"`
+	EdgeID  string     `json:"edge_id"`
+	BatchID string     `json:"batch_id,omitempty"`
+	Item    string     `json:"item"`
+	Index   int        `json:"index"`
+	Sensor  string     `json:"sensor,omitempty"`
+	Time    *time.Time `json:"time,omitempty"`
 	// Value is the raw value as text, because it may be NaN or ±Inf.
 	Value    string    `json:"value,omitempty"`
 	Reason   string    `json:"reason"`

@@ -20,7 +20,7 @@ import (
 // doc is the parsed OpenAPI document, enough of it for the checks.
 type doc struct {
 	Paths map[string]map[string]struct {
-		Security  *[]map[string][]string `json:"security"`
+		Security  *[]map[string][]string     `json:"security"`
 		Responses map[string]json.RawMessage `json:"responses"`
 	} `json:"paths"`
 }

@@ -165,7 +165,7 @@ func (h *Handler) postStatus(w http.ResponseWriter, r *http.Request, p Principal
 // List is the envelope of every listing: one page of items and, when there
 // are more, the relative URL of the next page.
 type List[T any] struct {
-	Items []T  `json:"items"`
+	Items []T    `json:"items"`
 	Next  string `json:"next,omitempty"`
 }
 
