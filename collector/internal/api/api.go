@@ -30,9 +30,28 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrOverloaded: ingest cannot take more work now (503 + Retry-After).
 	ErrOverloaded = errors.New("overloaded")
-	// ErrBadCursor: a paging cursor could not be decoded (400).
-	ErrBadCursor = errors.New("invalid cursor")
+	// ErrInvalidQuery: a query argument, such as a paging cursor, is
+	// malformed (400); the error text says which and is shown to the client.
+	ErrInvalidQuery = errors.New("invalid query")
+	// ErrInvalidBatch: the batch as a whole cannot be accepted, for example
+	// it has no batch id (400; the edge must not retry it).
+	ErrInvalidBatch = errors.New("invalid batch")
 )
+
+// Overload is an error wrapping ErrOverloaded with a retry hint.
+type Overload struct {
+	// RetryAfter is when the client should retry; 0 means the default.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (e *Overload) Error() string { return "overloaded: " + e.Err.Error() }
+
+// Is makes errors.Is(err, ErrOverloaded) true.
+func (e *Overload) Is(target error) bool { return target == ErrOverloaded }
+
+// Unwrap returns the cause.
+func (e *Overload) Unwrap() error { return e.Err }
 
 // Role is what a credential may do.
 type Role string
@@ -68,8 +87,10 @@ type Authenticator interface {
 
 // Ingester stores one decoded batch from an authenticated edge and returns
 // the answer to send; it returns only after the batch is committed. It
-// returns an error wrapping ErrOverloaded when it cannot take the batch
-// now. Safe for concurrent use.
+// returns an error wrapping ErrOverloaded (optionally an *Overload with a
+// retry hint) when it cannot take the batch now, and one wrapping
+// ErrInvalidBatch when the batch can never be accepted. Safe for
+// concurrent use.
 type Ingester interface {
 	Ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wire.IngestResponse, error)
 }

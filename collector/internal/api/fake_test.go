@@ -67,7 +67,7 @@ func pageOf[T any](items []T, p Page) ([]T, string, error) {
 	if p.Cursor != "" {
 		n, err := strconv.Atoi(p.Cursor)
 		if err != nil || n < 0 || n > len(items) {
-			return nil, "", ErrBadCursor
+			return nil, "", fmt.Errorf("%w: malformed cursor", ErrInvalidQuery)
 		}
 		off = n
 	}

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -233,6 +234,8 @@ func TestIngest(t *testing.T) {
 		{"too large", secEdge, `{"BatchID":"x","EdgeID":"e1","Readings":[` + strings.Repeat(`{"Sensor":"abcdefgh"},`, 300) + `{}]}`, nil, 413, ProblemTooLarge, ""},
 		{"overloaded", secEdge, good, errors.New("wrapped: " + ErrOverloaded.Error()), 500, ProblemInternal, ""},
 		{"overloaded sentinel", secEdge, good, errors.Join(errors.New("queue full"), ErrOverloaded), 503, ProblemOverloaded, "5"},
+		{"overloaded with hint", secEdge, good, &Overload{RetryAfter: 1500 * time.Millisecond, Err: errors.New("slow db")}, 503, ProblemOverloaded, "2"},
+		{"invalid batch", secEdge, good, fmt.Errorf("%w: batch id too long", ErrInvalidBatch), 400, ProblemInvalidBatch, ""},
 		{"store error", secEdge, good, errors.New("connection refused"), 500, ProblemInternal, ""},
 	}
 	for _, tt := range tests {

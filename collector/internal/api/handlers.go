@@ -70,10 +70,19 @@ func (h *Handler) ingest(w http.ResponseWriter, r *http.Request, p Principal) {
 		return
 	}
 	resp, err := h.opts.Ingest.Ingest(r.Context(), p.EdgeID, b)
+	var ov *Overload
 	switch {
 	case errors.Is(err, ErrOverloaded):
+		after := h.opts.OverloadRetryAfter
+		if errors.As(err, &ov) && ov.RetryAfter > 0 {
+			after = ov.RetryAfter
+		}
 		writeProblem(w, r, Problem{Type: ProblemOverloaded, Status: 503,
-			Detail: "ingest is overloaded; retry later"}, h.opts.OverloadRetryAfter)
+			Detail: "ingest is overloaded; retry later"}, after)
+		return
+	case errors.Is(err, ErrInvalidBatch):
+		writeProblem(w, r, Problem{Type: ProblemInvalidBatch, Status: 400, Title: "Invalid batch",
+			Detail: err.Error()}, 0)
 		return
 	case err != nil:
 		h.internal(w, r, "ingest", err)
@@ -188,9 +197,9 @@ func writeList[T any](w http.ResponseWriter, r *http.Request, items []T, next st
 
 // pageError answers for a store error of a listing.
 func (h *Handler) pageError(w http.ResponseWriter, r *http.Request, what string, err error) {
-	if errors.Is(err, ErrBadCursor) {
+	if errors.Is(err, ErrInvalidQuery) {
 		writeProblem(w, r, Problem{Type: ProblemBadRequest, Status: 400, Title: "Invalid query parameters",
-			Detail: "cursor: invalid or expired", InvalidParams: []InvalidParam{{Name: "cursor", Reason: "invalid or expired"}}}, 0)
+			Detail: err.Error()}, 0)
 		return
 	}
 	h.internal(w, r, what, err)

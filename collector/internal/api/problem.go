@@ -11,9 +11,11 @@ import (
 const ProblemContentType = "application/problem+json"
 
 // Problem type URIs. Clients may branch on them; in particular an edge
-// treats ProblemUndecodable as "dead-letter this batch, do not retry".
+// treats ProblemUndecodable and ProblemInvalidBatch (every 400 of the
+// ingest endpoint) as "dead-letter this batch, do not retry".
 const (
 	ProblemUndecodable   = "urn:smartmaint:problem:undecodable-batch"
+	ProblemInvalidBatch  = "urn:smartmaint:problem:invalid-batch"
 	ProblemBadRequest    = "urn:smartmaint:problem:bad-request"
 	ProblemUnauthorized  = "urn:smartmaint:problem:unauthorized"
 	ProblemForbidden     = "urn:smartmaint:problem:forbidden"

@@ -113,21 +113,28 @@ type RateLimits struct {
 	APIKey Rate `yaml:"api_key"`
 }
 
-// Ingest configures validation and backpressure of batch ingest.
+// Ingest configures validation and backpressure of batch ingest
+// (collector/internal/ingest.Config).
 type Ingest struct {
-	// FutureAllowance is how far past server time a timestamp may be
+	// FutureTolerance is how far past server time a timestamp may be
 	// (clock-offset tolerance).
-	FutureAllowance time.Duration `yaml:"future_allowance"`
-	// AutoRegister is on (an edge's unknown sensors are registered on
-	// first sight) or off (unknown sensors are rejected).
+	FutureTolerance time.Duration `yaml:"future_tolerance"`
+	// AutoRegister is edge (an edge's unknown sensors are registered on
+	// first sight, owned by that edge) or off (unknown sensors are
+	// rejected).
 	AutoRegister string `yaml:"auto_register"`
-	// OutOfRange is flag (store and flag values outside the sensor's
-	// physical range) or reject.
-	OutOfRange string `yaml:"out_of_range"`
-	// MaxInFlight bounds concurrent batch writes; more get 503.
-	MaxInFlight int `yaml:"max_in_flight"`
-	// RetryAfter is sent with 503 when ingest is overloaded.
-	RetryAfter time.Duration `yaml:"retry_after"`
+	// MaxInFlight bounds concurrent batch writes (each holds a database
+	// connection); MaxQueue batches may wait QueueTimeout for a slot, and
+	// beyond that edges get 503 with RetryAfter.
+	MaxInFlight  int           `yaml:"max_in_flight"`
+	MaxQueue     int           `yaml:"max_queue"`
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
+	// WriteTimeout: a batch transaction slower than this is rolled back and
+	// the edge told to retry (503).
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	RetryAfter   time.Duration `yaml:"retry_after"`
+	// SensorCacheTTL is how long sensor metadata is cached.
+	SensorCacheTTL time.Duration `yaml:"sensor_cache_ttl"`
 }
 
 // Default returns the configuration used for everything a file leaves out.
@@ -140,8 +147,9 @@ func Default() Config {
 		ShutdownTimeout: 30 * time.Second,
 		Log:             Log{Level: "info", Format: "json"},
 		Database: Database{
-			Timescale:      "auto",
-			Retention:      365 * 24 * time.Hour,
+			Timescale: "auto",
+			// 30 days, as the store's default: see store.DefaultRetention.
+			Retention:      30 * 24 * time.Hour,
 			MigrateOnStart: false,
 			PartitionCheck: time.Hour,
 		},
@@ -165,12 +173,16 @@ func Default() Config {
 			// Dashboards poll a handful of endpoints every few seconds.
 			APIKey: Rate{PerSecond: 20, Burst: 40},
 		},
+		// Same values as the ingest package's defaults; see there for why.
 		Ingest: Ingest{
-			FutureAllowance: 5 * time.Minute,
-			AutoRegister:    "on",
-			OutOfRange:      "flag",
-			MaxInFlight:     16,
+			FutureTolerance: 5 * time.Minute,
+			AutoRegister:    "edge",
+			MaxInFlight:     4,
+			MaxQueue:        16,
+			QueueTimeout:    2 * time.Second,
+			WriteTimeout:    10 * time.Second,
 			RetryAfter:      5 * time.Second,
+			SensorCacheTTL:  30 * time.Second,
 		},
 	}
 }
@@ -290,12 +302,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	in := c.Ingest
-	if in.FutureAllowance < 0 {
-		bad("ingest.future_allowance", "must not be negative")
+	if in.FutureTolerance < 0 {
+		bad("ingest.future_tolerance", "must not be negative")
 	}
-	oneOf("ingest.auto_register", in.AutoRegister, "on", "off")
-	oneOf("ingest.out_of_range", in.OutOfRange, "flag", "reject")
+	oneOf("ingest.auto_register", in.AutoRegister, "edge", "off")
 	positive("ingest.max_in_flight", int64(in.MaxInFlight))
+	if in.MaxQueue < 0 {
+		bad("ingest.max_queue", "must not be negative")
+	}
+	for path, d := range map[string]time.Duration{"ingest.queue_timeout": in.QueueTimeout,
+		"ingest.write_timeout": in.WriteTimeout, "ingest.sensor_cache_ttl": in.SensorCacheTTL} {
+		if d <= 0 {
+			bad(path, "must be positive, got %s", d)
+		}
+	}
 	if in.RetryAfter < time.Second {
 		bad("ingest.retry_after", "must be at least 1s, got %s", in.RetryAfter)
 	}

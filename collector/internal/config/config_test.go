@@ -27,7 +27,8 @@ func TestLoadGood(t *testing.T) {
 		Limits: Limits{IngestBodyBytes: 4 << 20, IngestDecodedBytes: 32 << 20, StatusBodyBytes: 32 << 10,
 			PageDefault: 50, PageMax: 500, MaxBuckets: 5000, MaxLatestSensors: 100},
 		RateLimits: RateLimits{Edge: Rate{10, 20}, APIKey: Rate{5, 10}},
-		Ingest:     Ingest{FutureAllowance: 2 * time.Minute, AutoRegister: "off", OutOfRange: "reject", MaxInFlight: 8, RetryAfter: 10 * time.Second},
+		Ingest: Ingest{FutureTolerance: 2 * time.Minute, AutoRegister: "off", MaxInFlight: 8, MaxQueue: 32,
+			QueueTimeout: time.Second, WriteTimeout: 20 * time.Second, RetryAfter: 10 * time.Second, SensorCacheTTL: time.Minute},
 	}
 	minimal := Default()
 	minimal.Limits.PageMax = 2000
