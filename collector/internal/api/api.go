@@ -15,6 +15,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -164,30 +165,37 @@ type Losses interface {
 
 // Sensor is one registered sensor with its last reading.
 type Sensor struct {
-	ID        string     `json:"id"`
-	EdgeID    string     `json:"edge_id"`
-	Site      string     `json:"site,omitempty"`
-	Asset     string     `json:"asset,omitempty"`
-	Type      string     `json:"type,omitempty"`
-	Unit      string     `json:"unit,omitempty"`
-	Min       *float64   `json:"min,omitempty"`
-	Max       *float64   `json:"max,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	LastValue *float64   `json:"last_value"`
-	LastTime  *time.Time `json:"last_time"`
+	ID    string `json:"id"`
+	Site  string `json:"site"`
+	Line  string `json:"line"`
+	Asset string `json:"asset"`
+	Name  string `json:"name"`
+	Type  string `json:"type,omitempty"`
+	Unit  string `json:"unit,omitempty"`
+	// RangeMin and RangeMax bound the physical range (absent: open).
+	RangeMin *float64 `json:"range_min,omitempty"`
+	RangeMax *float64 `json:"range_max,omitempty"`
+	// RangePolicy is flag or reject: what happens to values outside it.
+	RangePolicy    string     `json:"range_policy,omitempty"`
+	EdgeID         string     `json:"edge_id,omitempty"`
+	AutoRegistered bool       `json:"auto_registered"`
+	CreatedAt      time.Time  `json:"created_at"`
+	LastValue      *float64   `json:"last_value"`
+	LastTime       *time.Time `json:"last_time"`
 }
 
 // Point is one raw reading or one aggregated bucket. For buckets Time is
-// the bucket start and Count the number of readings in it.
+// the bucket start and Count the number of readings in it; raw readings
+// carry quality, flags, score and model instead.
 type Point struct {
 	Sensor  string    `json:"sensor"`
 	Time    time.Time `json:"time"`
 	Value   float64   `json:"value"`
+	Count   int64     `json:"count,omitempty"`
 	Quality string    `json:"quality,omitempty"`
 	Flags   []string  `json:"flags,omitempty"`
 	Score   float32   `json:"score,omitempty"`
 	Model   string    `json:"model,omitempty"`
-	Count   int64     `json:"count,omitempty"`
 }
 
 // Edge is one registered edge with what it last reported.
@@ -195,37 +203,46 @@ type Edge struct {
 	ID        string     `json:"id"`
 	Name      string     `json:"name"`
 	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 	LastSeen  *time.Time `json:"last_seen"`
 	Version   string     `json:"version,omitempty"`
-	// StatusReceived is when Status arrived; nil when the edge never
-	// reported.
+	// Figures of the last status report, for display and sorting.
+	BacklogRecords   int64   `json:"backlog_records"`
+	BacklogBytes     int64   `json:"backlog_bytes"`
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+	RunwayHours      float64 `json:"runway_hours"`
+	ClockOffsetMs    float64 `json:"clock_offset_ms"`
+	// StatusReceived is when Status arrived; both are absent when the edge
+	// never reported.
 	StatusReceived *time.Time   `json:"status_received,omitempty"`
 	Status         *wire.Status `json:"status,omitempty"`
 }
 
 // RejectedItem is one dead-lettered item with its reason and raw values.
 type RejectedItem struct {
-	ID      int64      `json:"id"`
-	EdgeID  string     `json:"edge_id"`
-	BatchID string     `json:"batch_id,omitempty"`
-	Item    string     `json:"item"`
-	Index   int        `json:"index"`
-	Sensor  string     `json:"sensor,omitempty"`
-	Time    *time.Time `json:"time,omitempty"`
-	// Value is the raw value as text, because it may be NaN or ±Inf.
-	Value    string    `json:"value,omitempty"`
-	Reason   string    `json:"reason"`
-	Received time.Time `json:"received"`
+	ID      int64  `json:"id"`
+	EdgeID  string `json:"edge_id"`
+	BatchID string `json:"batch_id,omitempty"`
+	// Item is reading, event or gap; Index its position in the batch.
+	Item   string `json:"item"`
+	Index  int    `json:"index"`
+	Sensor string `json:"sensor,omitempty"`
+	Reason string `json:"reason"`
+	// Raw is the item as received, as a JSON object (non-finite values as
+	// strings).
+	Raw      json.RawMessage `json:"raw,omitempty"`
+	Received time.Time       `json:"received"`
 }
 
 // GapRecord is one reported loss of readings.
 type GapRecord struct {
 	ID       int64     `json:"id"`
 	EdgeID   string    `json:"edge_id"`
+	BatchID  string    `json:"batch_id,omitempty"`
 	Sensor   string    `json:"sensor,omitempty"`
 	From     time.Time `json:"from"`
 	To       time.Time `json:"to"`
-	Count    uint64    `json:"count"`
+	Count    int64     `json:"count"`
 	Reason   string    `json:"reason"`
 	Received time.Time `json:"received"`
 }

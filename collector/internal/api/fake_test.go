@@ -212,12 +212,12 @@ func newFake() *fakeBackend {
 			{ID: "e1", Name: "e1", CreatedAt: t0},
 			{ID: "e2", Name: "e2", CreatedAt: t0},
 		},
-		rejected: []RejectedItem{{ID: 1, EdgeID: "e1", Item: "reading", Index: 3, Sensor: "s/a", Value: "NaN", Reason: "not_finite", Received: t0}},
+		rejected: []RejectedItem{{ID: 1, EdgeID: "e1", Item: "reading", Index: 3, Sensor: "s/a", Raw: json.RawMessage(`{"value":"NaN"}`), Reason: "not_finite", Received: t0}},
 		gaps:     []GapRecord{{ID: 1, EdgeID: "e1", Sensor: "s/a", From: t0, To: t0.Add(time.Minute), Count: 60, Reason: "buffer_budget", Received: t0}},
 	}
 	for i, site := range []string{"s1", "s1", "s2"} {
 		id := fmt.Sprintf("%s/line/pump%d/vib", site, i)
-		f.sensors = append(f.sensors, Sensor{ID: id, EdgeID: "e1", Site: site, Asset: fmt.Sprintf("pump%d", i), Type: "vib",
+		f.sensors = append(f.sensors, Sensor{ID: id, EdgeID: "e1", Site: site, Line: "line", Asset: fmt.Sprintf("pump%d", i), Name: "vib", Type: "vib",
 			CreatedAt: t0, LastValue: f64(float64(i)), LastTime: tp(t0)})
 		for k := range 5 {
 			f.points = append(f.points, Point{Sensor: id, Time: t0.Add(time.Duration(k-5) * time.Minute), Value: float64(10*i + k), Quality: "good"})

@@ -235,7 +235,7 @@ func TestQueryEndpoints(t *testing.T) {
 	}
 	var rej List[RejectedItem]
 	getJSON(t, h, "/api/v1/rejected?edge=e1", &rej)
-	if len(rej.Items) != 1 || rej.Items[0].Value != "NaN" || rej.Items[0].Reason != "not_finite" {
+	if len(rej.Items) != 1 || string(rej.Items[0].Raw) != `{"value":"NaN"}` || rej.Items[0].Reason != "not_finite" {
 		t.Errorf("rejected %+v", rej)
 	}
 	var gaps List[GapRecord]
