@@ -50,7 +50,7 @@ func decodeCursor(s string, kind byte) (cursor, error) {
 	if len(s) > maxCursorLen {
 		return cursor{}, fmt.Errorf("%w: cursor too long", ErrInvalid)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	if err != nil || len(b) == 0 || b[0] != kind {
 		return cursor{}, fmt.Errorf("%w: malformed cursor (use the next cursor of the previous page)", ErrInvalid)
 	}

@@ -130,8 +130,9 @@ func (db *DB) Readings(ctx context.Context, q ReadingsQuery, p Page) ([]Point, s
 	limit := p.limit(MaxReadingsLimit)
 	from := q.From
 	if p.Cursor != "" {
-		// Resume strictly after the last point of the previous page.
-		if c := time.Unix(0, after.i).Add(time.Nanosecond); c.After(from) {
+		// Resume strictly after the last point of the previous page; stored
+		// times have microsecond resolution.
+		if c := time.Unix(0, after.i).Add(time.Microsecond); c.After(from) {
 			from = c
 		}
 	}
