@@ -34,6 +34,11 @@ var (
 	// ErrInvalidQuery: a query argument, such as a paging cursor, is
 	// malformed (400); the error text says which and is shown to the client.
 	ErrInvalidQuery = errors.New("invalid query")
+	// ErrInvalidArgument: a request body field is malformed (400); the
+	// error text says which and is shown to the client.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrConflict: the object already exists (409).
+	ErrConflict = errors.New("already exists")
 	// ErrInvalidBatch: the batch as a whole cannot be accepted, for example
 	// it has no batch id (400; the edge must not retry it).
 	ErrInvalidBatch = errors.New("invalid batch")
@@ -161,6 +166,28 @@ type Edges interface {
 type Losses interface {
 	ListRejected(ctx context.Context, f RejectedFilter, p Page) ([]RejectedItem, string, error)
 	ListGaps(ctx context.Context, f GapFilter, p Page) ([]GapRecord, string, error)
+}
+
+// Credentials manages edge tokens and API keys (admin routes). Secrets
+// are returned once, at creation, and stored only as hashes. Errors wrap
+// ErrInvalidArgument (bad name or role), ErrConflict (the name is taken)
+// or ErrNotFound. Safe for concurrent use.
+type Credentials interface {
+	RegisterEdge(ctx context.Context, name string) (Edge, string, error)
+	RevokeEdge(ctx context.Context, id string) error
+	CreateAPIKey(ctx context.Context, name string, role Role) (APIKey, string, error)
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+	RevokeAPIKey(ctx context.Context, id int64) error
+}
+
+// APIKey is an API key's metadata; the key itself is shown only when it is
+// created.
+type APIKey struct {
+	ID        int64      `json:"id"`
+	Name      string     `json:"name"`
+	Role      Role       `json:"role"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
 // Sensor is one registered sensor with its last reading.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +33,7 @@ type fakeBackend struct {
 	ingestErr  error
 	readyErr   error
 	lastRQ     ReadingsQuery
+	keys       []APIKey
 }
 
 func (f *fakeBackend) Authenticate(_ context.Context, secret string) (Principal, error) {
@@ -171,6 +173,60 @@ func (f *fakeBackend) ListGaps(_ context.Context, flt GapFilter, p Page) ([]GapR
 	return pageOf(out, p)
 }
 
+func (f *fakeBackend) RegisterEdge(_ context.Context, name string) (Edge, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if name == "" || strings.Contains(name, "/") {
+		return Edge{}, "", fmt.Errorf("%w: edge name %q", ErrInvalidArgument, name)
+	}
+	for _, e := range f.edges {
+		if e.ID == name {
+			return Edge{}, "", fmt.Errorf("edge %q: %w", name, ErrConflict)
+		}
+	}
+	e := Edge{ID: name, Name: name, CreatedAt: t0}
+	f.edges = append(f.edges, e)
+	return e, "token-of-" + name, nil
+}
+
+func (f *fakeBackend) RevokeEdge(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, e := range f.edges {
+		if e.ID == id && e.RevokedAt == nil {
+			f.edges[i].RevokedAt = &t0
+			return nil
+		}
+	}
+	return ErrNotFound
+}
+
+func (f *fakeBackend) CreateAPIKey(_ context.Context, name string, role Role) (APIKey, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := APIKey{ID: int64(len(f.keys) + 10), Name: name, Role: role, CreatedAt: t0}
+	f.keys = append(f.keys, k)
+	return k, "key-of-" + name, nil
+}
+
+func (f *fakeBackend) ListAPIKeys(context.Context) ([]APIKey, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.keys), nil
+}
+
+func (f *fakeBackend) RevokeAPIKey(_ context.Context, id int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, k := range f.keys {
+		if k.ID == id && k.RevokedAt == nil {
+			f.keys[i].RevokedAt = &t0
+			return nil
+		}
+	}
+	return ErrNotFound
+}
+
 // jsonDecode stands in for wire.DecodeBatch in unit tests: the batch as
 // JSON. It fails on anything else, like the real decoder on garbage.
 func jsonDecode(body []byte, b *wire.Batch, _ int) error {
@@ -212,6 +268,7 @@ func newFake() *fakeBackend {
 			{ID: "e1", Name: "e1", CreatedAt: t0},
 			{ID: "e2", Name: "e2", CreatedAt: t0},
 		},
+		keys:     []APIKey{{ID: 1, Name: "grafana", Role: RoleViewer, CreatedAt: t0}},
 		rejected: []RejectedItem{{ID: 1, EdgeID: "e1", Item: "reading", Index: 3, Sensor: "s/a", Raw: json.RawMessage(`{"value":"NaN"}`), Reason: "not_finite", Received: t0}},
 		gaps:     []GapRecord{{ID: 1, EdgeID: "e1", Sensor: "s/a", From: t0, To: t0.Add(time.Minute), Count: 60, Reason: "buffer_budget", Received: t0}},
 	}
@@ -229,7 +286,7 @@ func newFake() *fakeBackend {
 
 func newTestHandler(t *testing.T, f *fakeBackend, mod func(*Options)) *Handler {
 	t.Helper()
-	o := Options{Auth: f, Ingest: f, Ready: f, Sensors: f, Readings: f, Edges: f, Losses: f, Decode: jsonDecode,
+	o := Options{Auth: f, Ingest: f, Ready: f, Sensors: f, Readings: f, Edges: f, Losses: f, Creds: f, Decode: jsonDecode,
 		Now: func() time.Time { return t0 }}
 	if mod != nil {
 		mod(&o)

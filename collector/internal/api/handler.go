@@ -53,7 +53,7 @@ func DefaultLimits() Limits {
 }
 
 // Options wires a Handler. Auth, Ingest, Ready, Sensors, Readings, Edges,
-// Losses and Decode are required; the rest have defaults.
+// Losses, Creds and Decode are required; the rest have defaults.
 type Options struct {
 	Auth     Authenticator
 	Ingest   Ingester
@@ -62,6 +62,7 @@ type Options struct {
 	Readings Readings
 	Edges    Edges
 	Losses   Losses
+	Creds    Credentials
 	Decode   DecodeFunc
 
 	// Metrics, when set, is served at /metrics to readers (viewer,
@@ -97,7 +98,7 @@ func New(opts Options) (*Handler, error) {
 	var missing []string
 	for name, v := range map[string]any{
 		"Auth": opts.Auth, "Ingest": opts.Ingest, "Ready": opts.Ready, "Sensors": opts.Sensors,
-		"Readings": opts.Readings, "Edges": opts.Edges, "Losses": opts.Losses,
+		"Readings": opts.Readings, "Edges": opts.Edges, "Losses": opts.Losses, "Creds": opts.Creds,
 	} {
 		if v == nil {
 			missing = append(missing, name)

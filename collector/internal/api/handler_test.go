@@ -133,9 +133,15 @@ func TestRoutesByRole(t *testing.T) {
 		"GET /api/v1/edges/{id}":            {"GET", "/api/v1/edges/e1", ""},
 		"GET /api/v1/rejected":              {"GET", "/api/v1/rejected", ""},
 		"GET /api/v1/gaps":                  {"GET", "/api/v1/gaps", ""},
+		"POST /api/v1/edges":                {"POST", "/api/v1/edges", `{"name":"new-edge"}`},
+		"DELETE /api/v1/edges/{id}":         {"DELETE", "/api/v1/edges/e2", ""},
+		"GET /api/v1/apikeys":               {"GET", "/api/v1/apikeys", ""},
+		"POST /api/v1/apikeys":              {"POST", "/api/v1/apikeys", `{"name":"ci","role":"viewer"}`},
+		"DELETE /api/v1/apikeys/{id}":       {"DELETE", "/api/v1/apikeys/1", ""},
 	}
 	// want[role] for each class of route; the success code per route.
-	success := map[string]int{"POST /api/v1/edges/{id}/status": 204}
+	success := map[string]int{"POST /api/v1/edges/{id}/status": 204, "POST /api/v1/edges": 201,
+		"DELETE /api/v1/edges/{id}": 204, "POST /api/v1/apikeys": 201, "DELETE /api/v1/apikeys/{id}": 204}
 	roles := []struct {
 		name, secret string
 		role         Role // "" for none/revoked
@@ -167,6 +173,11 @@ func TestRoutesByRole(t *testing.T) {
 				case !rt.allows(ro.role):
 					want = 403
 				}
+				// A fresh backend per call, so creating and revoking can
+				// succeed for every role that may do it.
+				h := newTestHandler(t, newFake(), func(o *Options) {
+					o.Metrics = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "# metrics\n") })
+				})
 				w := request(t, h, c.method, c.target, ro.secret, c.body)
 				if w.Code != want {
 					t.Errorf("%s as %s: status %d, want %d; body %s", c.target, ro.name, w.Code, want, w.Body)
@@ -199,6 +210,11 @@ func TestRoutesByRole(t *testing.T) {
 		"GET /api/v1/edges/{id}":            readers,
 		"GET /api/v1/rejected":              readers,
 		"GET /api/v1/gaps":                  readers,
+		"POST /api/v1/edges":                admins,
+		"DELETE /api/v1/edges/{id}":         admins,
+		"GET /api/v1/apikeys":               admins,
+		"POST /api/v1/apikeys":              admins,
+		"DELETE /api/v1/apikeys/{id}":       admins,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("role table (-want +got):\n%s", diff)
@@ -405,5 +421,41 @@ func TestRoutingProblems(t *testing.T) {
 		if rec.Code != 401 {
 			t.Errorf("Authorization %q: %d, want 401", hdr, rec.Code)
 		}
+	}
+}
+
+func TestCredentialRoutes(t *testing.T) {
+	d := loadDoc(t)
+	f := newFake()
+	h := newTestHandler(t, f, nil)
+	tests := []struct {
+		name, method, target, pattern, body string
+		want                                int
+		wantBody                            string
+	}{
+		{"register", "POST", "/api/v1/edges", "POST /api/v1/edges", `{"name":"plant9"}`, 201, `"token":"token-of-plant9"`},
+		{"register again", "POST", "/api/v1/edges", "POST /api/v1/edges", `{"name":"plant9"}`, 409, `already exists`},
+		{"bad name", "POST", "/api/v1/edges", "POST /api/v1/edges", `{"name":"a/b"}`, 400, `edge name`},
+		{"unknown field", "POST", "/api/v1/edges", "POST /api/v1/edges", `{"name":"x","token":"y"}`, 400, `unknown field`},
+		{"revoke", "DELETE", "/api/v1/edges/plant9", "DELETE /api/v1/edges/{id}", "", 204, ""},
+		{"revoke twice", "DELETE", "/api/v1/edges/plant9", "DELETE /api/v1/edges/{id}", "", 404, ""},
+		{"create key", "POST", "/api/v1/apikeys", "POST /api/v1/apikeys", `{"name":"ops","role":"operator"}`, 201, `"key":"key-of-ops"`},
+		{"edge role key", "POST", "/api/v1/apikeys", "POST /api/v1/apikeys", `{"name":"x","role":"edge"}`, 400, `role must be`},
+		{"list keys", "GET", "/api/v1/apikeys", "GET /api/v1/apikeys", "", 200, `"name":"ops","role":"operator"`},
+		{"revoke key", "DELETE", "/api/v1/apikeys/11", "DELETE /api/v1/apikeys/{id}", "", 204, ""},
+		{"revoke bad id", "DELETE", "/api/v1/apikeys/x", "DELETE /api/v1/apikeys/{id}", "", 400, ""},
+		{"revoke unknown", "DELETE", "/api/v1/apikeys/999", "DELETE /api/v1/apikeys/{id}", "", 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := request(t, h, tt.method, tt.target, secAdmin, tt.body)
+			if w.Code != tt.want || !strings.Contains(w.Body.String(), tt.wantBody) {
+				t.Errorf("%d %s, want %d with %s", w.Code, w.Body, tt.want, tt.wantBody)
+			}
+			if w.Code == 201 && w.Header().Get("Cache-Control") != "no-store" {
+				t.Error("secret response may be cached")
+			}
+			checkDocumented(t, d, tt.pattern, w.Code)
+		})
 	}
 }

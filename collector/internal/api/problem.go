@@ -20,6 +20,7 @@ const (
 	ProblemUnauthorized  = "urn:smartmaint:problem:unauthorized"
 	ProblemForbidden     = "urn:smartmaint:problem:forbidden"
 	ProblemNotFound      = "urn:smartmaint:problem:not-found"
+	ProblemConflict      = "urn:smartmaint:problem:conflict"
 	ProblemNotAllowed    = "urn:smartmaint:problem:method-not-allowed"
 	ProblemTooLarge      = "urn:smartmaint:problem:body-too-large"
 	ProblemRateLimited   = "urn:smartmaint:problem:rate-limited"

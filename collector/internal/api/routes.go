@@ -8,9 +8,10 @@ import (
 
 // Who may call a route. A nil set means no credential is needed.
 var (
-	public    []Role
-	edgeOnly  = []Role{RoleEdge}
-	readers   = []Role{RoleViewer, RoleOperator, RoleAdmin}
+	public   []Role
+	edgeOnly = []Role{RoleEdge}
+	readers  = []Role{RoleViewer, RoleOperator, RoleAdmin}
+	// operators is for the alert actions (ack, resolve) to come.
 	operators = []Role{RoleOperator, RoleAdmin}
 	admins    = []Role{RoleAdmin}
 )
@@ -48,6 +49,11 @@ func (h *Handler) routeTable() []route {
 		{"GET /api/v1/edges/{id}", readers, h.getEdge, []int{200, 400, 404, 500}},
 		{"GET /api/v1/rejected", readers, h.listRejected, []int{200, 400, 500}},
 		{"GET /api/v1/gaps", readers, h.listGaps, []int{200, 400, 500}},
+		{"POST /api/v1/edges", admins, h.registerEdge, []int{201, 400, 409, 413, 500}},
+		{"DELETE /api/v1/edges/{id}", admins, h.revokeEdge, []int{204, 400, 404, 500}},
+		{"GET /api/v1/apikeys", admins, h.listAPIKeys, []int{200, 400, 500}},
+		{"POST /api/v1/apikeys", admins, h.createAPIKey, []int{201, 400, 409, 413, 500}},
+		{"DELETE /api/v1/apikeys/{id}", admins, h.revokeAPIKey, []int{204, 400, 404, 500}},
 	}
 	if h.opts.Metrics != nil {
 		rts = append(rts, route{"GET /metrics", readers, h.serveMetrics, []int{200}})

@@ -41,6 +41,58 @@ func mapErr(err error) error {
 	return err
 }
 
+// mapCredErr maps errors of credential management: there, invalid
+// arguments are body fields, and a taken name is a conflict.
+func mapCredErr(err error) error {
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		return &mapped{api.ErrInvalidArgument, err}
+	case errors.Is(err, store.ErrConflict):
+		return &mapped{api.ErrConflict, err}
+	}
+	return mapErr(err)
+}
+
+func (s storeAPI) RegisterEdge(ctx context.Context, name string) (api.Edge, string, error) {
+	e, token, err := s.db.RegisterEdge(ctx, name)
+	if err != nil {
+		return api.Edge{}, "", mapCredErr(err)
+	}
+	return edgeView(e), token, nil
+}
+
+func (s storeAPI) RevokeEdge(ctx context.Context, id string) error {
+	return mapCredErr(s.db.RevokeEdge(ctx, id))
+}
+
+func keyView(k store.APIKey) api.APIKey {
+	return api.APIKey{ID: k.ID, Name: k.Name, Role: api.Role(k.Role), CreatedAt: k.CreatedAt.UTC(), RevokedAt: timePtr(k.RevokedAt)}
+}
+
+func (s storeAPI) CreateAPIKey(ctx context.Context, name string, role api.Role) (api.APIKey, string, error) {
+	k, key, err := s.db.CreateAPIKey(ctx, name, store.Role(role))
+	if err != nil {
+		return api.APIKey{}, "", mapCredErr(err)
+	}
+	return keyView(k), key, nil
+}
+
+func (s storeAPI) ListAPIKeys(ctx context.Context) ([]api.APIKey, error) {
+	ks, err := s.db.ListAPIKeys(ctx)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	out := make([]api.APIKey, len(ks))
+	for i, k := range ks {
+		out[i] = keyView(k)
+	}
+	return out, nil
+}
+
+func (s storeAPI) RevokeAPIKey(ctx context.Context, id int64) error {
+	return mapCredErr(s.db.RevokeAPIKey(ctx, id))
+}
+
 func timePtr(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil

@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 	s.metrics = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	sa := storeAPI{db: db}
 	opts := api.Options{
-		Auth: sa, Ingest: ingestAPI{svc: svc}, Ready: sa, Sensors: sa, Readings: sa, Edges: sa, Losses: sa,
+		Auth: sa, Ingest: ingestAPI{svc: svc}, Ready: sa, Sensors: sa, Readings: sa, Edges: sa, Losses: sa, Creds: sa,
 		Decode:     wire.DecodeBatch,
 		Logger:     logger,
 		Registerer: s.reg,

@@ -189,6 +189,11 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 		{"GET", "/api/v1/edges/edge", nil, 200, []string{"viewer", "operator", "admin"}},
 		{"GET", "/api/v1/rejected", nil, 200, []string{"viewer", "operator", "admin"}},
 		{"GET", "/api/v1/gaps", nil, 200, []string{"viewer", "operator", "admin"}},
+		{"POST", "/api/v1/edges", func() []byte { seq++; return []byte(fmt.Sprintf(`{"name":"new%d"}`, seq)) }, 201, []string{"admin"}},
+		{"DELETE", "/api/v1/edges/{new}", nil, 204, []string{"admin"}},
+		{"GET", "/api/v1/apikeys", nil, 200, []string{"admin"}},
+		{"POST", "/api/v1/apikeys", func() []byte { return []byte(`{"name":"ci","role":"viewer"}`) }, 201, []string{"admin"}},
+		{"DELETE", "/api/v1/apikeys/{new}", nil, 204, []string{"admin"}},
 	}
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -217,7 +222,12 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 			if rt.body != nil {
 				body = rt.body()
 			}
-			resp, b := e.do(t, rt.method, rt.path, who, body)
+			path := rt.path
+			if strings.HasSuffix(path, "{new}") {
+				// Something that exists and is not revoked yet.
+				path = strings.TrimSuffix(path, "{new}") + e.fresh(t, strings.Contains(path, "apikeys"))
+			}
+			resp, b := e.do(t, rt.method, path, who, body)
 			if resp.StatusCode != want {
 				t.Errorf("%s %s as %s: %d, want %d: %.200s", rt.method, rt.path, who, resp.StatusCode, want, b)
 			}
@@ -230,6 +240,44 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 	if resp, b := e.do(t, "POST", "/api/v1/ingest", "edge2", encode(t, readingsBatch("x", base(), 1, 1))); resp.StatusCode != 403 {
 		t.Errorf("edge2 ingesting edge's batch: %d %s", resp.StatusCode, b)
 	}
+	// A token an admin created over the API works; once revoked it does not.
+	resp, b := e.do(t, "POST", "/api/v1/edges", "admin", []byte(`{"name":"viaapi"}`))
+	var ne api.NewEdge
+	if err := json.Unmarshal(b, &ne); resp.StatusCode != 201 || err != nil || ne.Token == "" {
+		t.Fatalf("register over the API: %d %s", resp.StatusCode, b)
+	}
+	e.sec["viaapi"] = ne.Token
+	st := []byte(`{"version":"1"}`)
+	if resp, b := e.do(t, "POST", "/api/v1/edges/viaapi/status", "viaapi", st); resp.StatusCode != 204 {
+		t.Errorf("new edge's status: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.do(t, "POST", "/api/v1/edges", "admin", []byte(`{"name":"viaapi"}`)); resp.StatusCode != 409 {
+		t.Errorf("duplicate edge: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.do(t, "DELETE", "/api/v1/edges/viaapi", "admin", nil); resp.StatusCode != 204 {
+		t.Errorf("revoke: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.do(t, "POST", "/api/v1/edges/viaapi/status", "viaapi", st); resp.StatusCode != 401 {
+		t.Errorf("revoked edge's status: %d %s", resp.StatusCode, b)
+	}
+}
+
+// fresh creates an edge or an API key to revoke and returns its id.
+func (e *env) fresh(t *testing.T, key bool) string {
+	t.Helper()
+	ctx := context.Background()
+	if key {
+		k, _, err := e.srv.DB().CreateAPIKey(ctx, "victim", store.RoleViewer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(k.ID)
+	}
+	ed, _, err := e.srv.DB().RegisterEdge(ctx, "victim"+testenv.RandomID(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ed.ID
 }
 
 func contains(xs []string, x string) bool {
