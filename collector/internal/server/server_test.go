@@ -35,7 +35,7 @@ type env struct {
 	sec map[string]string
 }
 
-func start(t *testing.T, mod func(*config.Config)) *env {
+func start(t testing.TB, mod func(*config.Config)) *env {
 	t.Helper()
 	dsn := testenv.Postgres(t)
 	cfg := config.Default()
