@@ -142,8 +142,10 @@ func (h *Handler) postStatus(w http.ResponseWriter, r *http.Request, p Principal
 		return
 	}
 	var st wire.Status
+	// Unknown fields are ignored, unlike everywhere else: edges are
+	// upgraded one by one, and a newer edge's report must not be refused
+	// by an older collector.
 	dec := json.NewDecoder(&buf)
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
 		writeProblem(w, r, Problem{Type: ProblemInvalidStatus, Status: 400,
 			Detail: "status report: " + err.Error()}, 0)
