@@ -78,8 +78,10 @@ const (
 	// be. Five minutes absorbs ordinary NTP-less drift while catching a
 	// clock set to the wrong day or year.
 	DefaultFutureTolerance = 5 * time.Minute
-	// DefaultMaxInFlight batches are written at once: each holds one pool
-	// connection, so this leaves connections for queries and status.
+	// DefaultMaxInFlight batches are written at once, but at most half the
+	// store's pool: each holds one connection, and queries, status reports
+	// and maintenance need the rest. On two cores more than four writers
+	// only add contention.
 	DefaultMaxInFlight = 4
 	// DefaultMaxQueue batches may wait for a slot; beyond that the edge is
 	// told to come back later, bounding memory to (in flight + queue)
@@ -130,7 +132,7 @@ func (c *Config) setDefaults(db *store.DB) {
 		c.AutoRegister = AutoRegisterEdge
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = max(1, min(DefaultMaxInFlight, db.MaxConns()/2))
 	}
 	if c.MaxQueue < 0 {
 		c.MaxQueue = 0
@@ -249,7 +251,11 @@ func (s *Service) ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wi
 	}
 	defer release()
 
-	w, err := s.validate(ctx, edgeID, b)
+	// Sensor lookups and registration share the write deadline: a slow
+	// database is an overload wherever it shows.
+	vctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	w, err := s.validate(vctx, edgeID, b)
+	cancel()
 	if err != nil {
 		return nil, s.classify(err), s.wrapDB(err)
 	}

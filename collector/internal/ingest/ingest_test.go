@@ -398,3 +398,40 @@ func TestIngestOverload(t *testing.T) {
 		t.Errorf("queue depth %v after everything finished, want 0", got)
 	}
 }
+
+// TestIngestConcurrentRetry: the same batch delivered twice at the same
+// time (a retry racing the original) is stored once.
+func TestIngestConcurrentRetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, store.Options{}, Config{})
+	edge := f.edge(t, "edge-a")
+	mk := func() *wire.Batch {
+		b := &wire.Batch{BatchID: "race"}
+		for i := range 500 {
+			b.Readings = append(b.Readings, wire.Reading{Sensor: "p/l/a/x", Time: f.now.Add(-time.Duration(i+1) * time.Second).UnixNano(), Value: float64(i)})
+		}
+		return b
+	}
+	var wg sync.WaitGroup
+	resps := make([]*wire.IngestResponse, 4)
+	errs := make([]error, 4)
+	for i := range resps {
+		wg.Go(func() { resps[i], errs[i] = f.svc.Ingest(ctx, edge, mk()) })
+	}
+	wg.Wait()
+	for i := range resps {
+		if errs[i] != nil {
+			t.Fatalf("delivery %d: %v", i, errs[i])
+		}
+		if resps[i].Accepted != 500 || resps[i].Duplicate != 0 {
+			t.Fatalf("delivery %d: %+v, want the first outcome (500 accepted)", i, resps[i])
+		}
+	}
+	if n := f.count(t, `SELECT count(*) FROM readings`); n != 500 {
+		t.Fatalf("readings %d, want 500", n)
+	}
+	if got := testutil.ToFloat64(f.svc.m.batches.WithLabelValues("replayed")); got != 3 {
+		t.Fatalf("replayed %v, want 3", got)
+	}
+}

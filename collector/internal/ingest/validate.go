@@ -70,6 +70,8 @@ func (s *Service) validate(ctx context.Context, edgeID string, b *wire.Batch) (*
 	}
 	for i := range b.Readings {
 		r := &b.Readings[i]
+		// The out-of-range bit is the collector's to set.
+		r.Flags &^= store.FlagOutOfRange
 		m, known := metas[r.Sensor]
 		reason := ""
 		switch {

@@ -65,7 +65,11 @@ func TestCredentials(t *testing.T) {
 		t.Fatal("a secret is stored in clear")
 	}
 
-	for _, bad := range []string{"", "Bearer x", token[:len(token)-1], token[:len(token)-1] + "A", secret + "x", "smk_" + strings.Repeat("A", 43), "xyz_" + token[4:]} {
+	flipped := token[:len(token)-1] + "A"
+	if flipped == token {
+		flipped = token[:len(token)-1] + "B"
+	}
+	for _, bad := range []string{"", "Bearer x", token[:len(token)-1], flipped, secret + "x", "smk_" + strings.Repeat("A", 43), "xyz_" + token[4:]} {
 		if _, err := db.Authenticate(ctx, bad); !errors.Is(err, ErrUnauthenticated) {
 			t.Errorf("Authenticate(%q): %v, want ErrUnauthenticated", bad, err)
 		}

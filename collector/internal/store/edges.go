@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -98,6 +99,10 @@ func (db *DB) SaveStatus(ctx context.Context, edgeID string, st wire.Status, rec
 		edgeID, raw, received, st.Version, st.BacklogRecords, st.BacklogBytes,
 		st.OldestAgeSeconds, st.RunwayHours, st.ClockOffsetMs)
 	if err != nil {
+		if strings.HasPrefix(pgCode(err), "22") {
+			// Data exception, e.g. a NUL character jsonb refuses.
+			return fmt.Errorf("%w: status of edge %q: %v", ErrInvalid, edgeID, err)
+		}
 		return fmt.Errorf("cannot save status of edge %q: %w", edgeID, err)
 	}
 	if tag.RowsAffected() == 0 {

@@ -152,3 +152,30 @@ func listPartitions(ctx context.Context, q interface {
 	}
 	return names, nil
 }
+
+// DefaultMaintenanceInterval is how often RunMaintenance runs
+// MaintainPartitions: hourly keeps days of partitions ahead with a wide
+// margin and expires data within an hour of its retention.
+const DefaultMaintenanceInterval = time.Hour
+
+// RunMaintenance runs MaintainPartitions now and then every interval
+// (DefaultMaintenanceInterval when ≤ 0) until ctx ends, which it returns
+// as nil. A failed run is logged and retried at the next tick: the
+// DEFAULT partition keeps ingest working meanwhile.
+func (db *DB) RunMaintenance(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = DefaultMaintenanceInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := db.MaintainPartitions(ctx, time.Now()); err != nil && ctx.Err() == nil {
+			db.log.Warn("partition maintenance failed; retrying at next tick", "err", err, "next", interval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -130,7 +130,7 @@ func (db *DB) UpsertSensor(ctx context.Context, s Sensor) error {
 }
 
 // edgeNum returns the compact key of an edge, cached (nums never change).
-func (db *DB) edgeNum(ctx context.Context, q pgx.Tx, edgeID string) (int32, error) {
+func (db *DB) edgeNum(ctx context.Context, q *pgx.Conn, edgeID string) (int32, error) {
 	db.edgeMu.RLock()
 	n, ok := db.edgeNums[edgeID]
 	db.edgeMu.RUnlock()

@@ -19,8 +19,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -65,6 +69,11 @@ const DefaultRetention = 30 * 24 * time.Hour
 // maintenance before readings land in the default partition.
 const DefaultPartitionsAhead = 3
 
+// DefaultMaxConns is the pool size when Options.MaxConns is zero: ingest
+// takes at most half of it (see ingest.Config.MaxInFlight), leaving the
+// rest for queries, status reports and maintenance.
+const DefaultMaxConns = 16
+
 // Options configure Open.
 type Options struct {
 	// Timescale is TimescaleAuto (default when empty), TimescaleRequire or
@@ -77,7 +86,7 @@ type Options struct {
 	PartitionsAhead int
 	// WriteMethod is WriteCopy (default), WriteStaging or WriteUnnest.
 	WriteMethod string
-	// MaxConns caps the pool; pgxpool's default (max(4, CPUs)) when zero.
+	// MaxConns caps the pool; DefaultMaxConns when zero.
 	MaxConns int32
 	// Logger receives lifecycle messages; required.
 	Logger *slog.Logger
@@ -94,6 +103,8 @@ type DB struct {
 	edgeMu   sync.RWMutex
 	edgeNums map[string]int32 // edge id → num; nums never change
 	bufs     sync.Pool        // *copyBuf
+	// dedupHint counts batches that skip the direct COPY (see WriteCopy).
+	dedupHint atomic.Int32
 }
 
 //go:embed migrations/*.sql
@@ -132,9 +143,10 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		// pgx's parse errors can echo the DSN, password included.
 		return nil, errors.New("cannot parse database URL (check its syntax)")
 	}
-	if opts.MaxConns > 0 {
-		cfg.MaxConns = opts.MaxConns
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
+	cfg.MaxConns = opts.MaxConns
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot create database pool: %w", err)
@@ -161,6 +173,9 @@ func (db *DB) Close() { db.pool.Close() }
 // Pool exposes the pool for packages of the collector that add their own
 // tables (alerts, outbox) and for benchmarks.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// MaxConns is the pool size.
+func (db *DB) MaxConns() int { return int(db.opts.MaxConns) }
 
 // Retention is the configured raw-data retention.
 func (db *DB) Retention() time.Duration { return db.opts.Retention }
@@ -191,18 +206,51 @@ func (db *DB) readLayout(ctx context.Context) (string, error) {
 // migrationsTable is tern's version table.
 const migrationsTable = "public.schema_version"
 
-// migrations returns the ordered migrations. SQL files are applied as
-// written (no templating); 0002 creates readings in the layout chosen by
-// chooseLayout.
+// migrations returns the ordered migrations: every migrations/NNNN_name.sql
+// file as version NNNN, applied as written (no templating), except version
+// 2, which is the Go step createReadings (its layout depends on the
+// timescale mode). Versions must be contiguous. To add a migration, drop
+// the next-numbered file into migrations/.
 func (db *DB) migrations() ([]*migrationStep, error) {
-	core, err := migrationFS.ReadFile("migrations/0001_core.sql")
+	entries, err := fs.ReadDir(migrationFS, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	return []*migrationStep{
-		{name: "0001_core", sql: string(core)},
-		{name: "0002_readings", fn: db.createReadings},
-	}, nil
+	files := map[int]string{}
+	maxVersion := 2
+	for _, e := range entries {
+		name := e.Name()
+		num, rest, ok := strings.Cut(name, "_")
+		if !ok || len(num) != 4 || !strings.HasSuffix(rest, ".sql") {
+			continue // e.g. readings_plain.sql, used by step 2
+		}
+		v, err := strconv.Atoi(num)
+		if err != nil || v < 1 || v == 2 {
+			return nil, fmt.Errorf("migration file %s: bad version number", name)
+		}
+		if _, dup := files[v]; dup {
+			return nil, fmt.Errorf("migration file %s: version %d used twice", name, v)
+		}
+		files[v] = name
+		maxVersion = max(maxVersion, v)
+	}
+	steps := make([]*migrationStep, 0, maxVersion)
+	for v := 1; v <= maxVersion; v++ {
+		if v == 2 {
+			steps = append(steps, &migrationStep{name: "0002_readings", fn: db.createReadings})
+			continue
+		}
+		name, ok := files[v]
+		if !ok {
+			return nil, fmt.Errorf("migration version %d is missing from migrations/", v)
+		}
+		sql, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, &migrationStep{name: strings.TrimSuffix(name, ".sql"), sql: string(sql)})
+	}
+	return steps, nil
 }
 
 // Ready reports whether the database is reachable and fully migrated.

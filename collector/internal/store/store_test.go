@@ -96,3 +96,21 @@ func TestTimescaleRequireFailsWithoutExtension(t *testing.T) {
 	}
 	t.Logf("error as a user sees it: %v", err)
 }
+
+func TestMigrationList(t *testing.T) {
+	db := &DB{}
+	steps, err := db.migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.name)
+		if (s.sql == "") == (s.fn == nil) {
+			t.Errorf("step %s must have exactly one of SQL and a function", s.name)
+		}
+	}
+	if len(names) < 2 || names[0] != "0001_core" || names[1] != "0002_readings" {
+		t.Fatalf("migrations %v", names)
+	}
+}

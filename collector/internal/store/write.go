@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
@@ -92,24 +93,55 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	if w.FirstSeq > math.MaxInt64 || w.LastSeq > math.MaxInt64 {
 		return BatchResult{}, fmt.Errorf("%w: batch %q sequence range above 2^63-1", ErrInvalid, w.BatchID)
 	}
-	tx, err := db.pool.Begin(ctx)
+	pc, err := db.pool.Acquire(ctx)
 	if err != nil {
-		return BatchResult{}, fmt.Errorf("cannot begin batch %q: %w", w.BatchID, err)
+		return BatchResult{}, fmt.Errorf("cannot get a connection for batch %q: %w", w.BatchID, err)
 	}
-	defer tx.Rollback(ctx)
+	tx := pc.Conn()
+	committed := false
+	defer func() {
+		if !committed {
+			// Roll back even when ctx has expired; a connection left in a
+			// transaction is closed by the pool instead of reused.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if _, err := tx.Exec(rctx, "ROLLBACK"); err != nil {
+				tx.Close(rctx)
+			}
+			cancel()
+		}
+		pc.Release()
+	}()
+	edgeNum, err := db.edgeNum(ctx, tx, w.EdgeID)
+	if err != nil {
+		return BatchResult{}, err
+	}
 
-	tag, err := tx.Exec(ctx, `INSERT INTO edge_batches (edge_id, batch_id, first_seq, last_seq, readings, events, gaps)
+	// BEGIN, the batch record and the readings savepoint go in one round
+	// trip; so do the closing statements and COMMIT below. A batch is
+	// three round trips in the common case: this, the COPY, the commit.
+	var claim pgx.Batch
+	claim.Queue(`BEGIN`)
+	claim.Queue(`INSERT INTO edge_batches (edge_id, batch_id, first_seq, last_seq, readings, events, gaps)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (edge_id, batch_id) DO NOTHING`,
 		w.EdgeID, w.BatchID, int64(w.FirstSeq), int64(w.LastSeq), len(w.Readings), w.NumEvents, w.NumGaps)
+	claim.Queue(`SAVEPOINT readings_copy`)
+	br := tx.SendBatch(ctx, &claim)
+	_, err = br.Exec()
+	var tag pgconn.CommandTag
+	if err == nil {
+		tag, err = br.Exec()
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return BatchResult{}, fmt.Errorf("cannot record batch %q: %w", w.BatchID, err)
 	}
 	if tag.RowsAffected() == 0 {
 		return db.storedResult(ctx, tx, w)
-	}
-	edgeNum, err := db.edgeNum(ctx, tx, w.EdgeID)
-	if err != nil {
-		return BatchResult{}, err
 	}
 	var res BatchResult
 	if err := db.writeReadings(ctx, tx, w, edgeNum, &res); err != nil {
@@ -126,29 +158,42 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	res.Duplicate = res.ReadingsDuplicate + dup
 	res.Rejected = len(w.Rejected)
 	res.Rejections = w.Rejections
-	if err := updateLastValues(ctx, tx, w); err != nil {
-		return BatchResult{}, err
-	}
 	var rej []byte
 	if len(w.Rejections) > 0 {
 		if rej, err = json.Marshal(w.Rejections); err != nil {
 			return BatchResult{}, fmt.Errorf("encode rejections of batch %q: %w", w.BatchID, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
-		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej); err != nil {
-		return BatchResult{}, fmt.Errorf("cannot record outcome of batch %q: %w", w.BatchID, err)
+	// Last values, the batch outcome and the edge's last-seen time go in
+	// one round trip.
+	var fin pgx.Batch
+	queueLastValues(&fin, w)
+	fin.Queue(`UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
+		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej)
+	fin.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID)
+	fin.Queue(`COMMIT`)
+	fbr := tx.SendBatch(ctx, &fin)
+	var last pgconn.CommandTag
+	for range fin.Len() {
+		if last, err = fbr.Exec(); err != nil {
+			break
+		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID); err != nil {
-		return BatchResult{}, fmt.Errorf("cannot mark edge %q seen: %w", w.EdgeID, err)
+	if cerr := fbr.Close(); err == nil {
+		err = cerr
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err != nil {
 		return BatchResult{}, fmt.Errorf("cannot commit batch %q: %w", w.BatchID, err)
 	}
+	// COMMIT of a failed transaction answers ROLLBACK without an error.
+	if last.String() != "COMMIT" {
+		return BatchResult{}, fmt.Errorf("cannot commit batch %q: transaction rolled back", w.BatchID)
+	}
+	committed = true
 	return res, nil
 }
 
-func (db *DB) storedResult(ctx context.Context, tx pgx.Tx, w *BatchWrite) (BatchResult, error) {
+func (db *DB) storedResult(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (BatchResult, error) {
 	res := BatchResult{Replayed: true}
 	var rej []byte
 	err := tx.QueryRow(ctx, `SELECT accepted, duplicate, rejected, rejections FROM edge_batches WHERE edge_id = $1 AND batch_id = $2`,
@@ -167,7 +212,7 @@ func (db *DB) storedResult(ctx context.Context, tx pgx.Tx, w *BatchWrite) (Batch
 // readingColumns is the column list of readings for COPY and INSERT.
 const readingColumns = `sensor_id, time, value, quality, flags, score, model, edge_num, seq`
 
-func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32, res *BatchResult) error {
+func (db *DB) writeReadings(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32, res *BatchResult) error {
 	valid := 0
 	for _, n := range w.Nums {
 		if n != 0 {
@@ -185,7 +230,14 @@ func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 	case WriteStaging:
 		inserted, err = db.insertStaging(ctx, tx, w, edgeNum)
 	default:
+		if db.preferStaging(w) {
+			inserted, err = db.insertStaging(ctx, tx, w, edgeNum)
+			break
+		}
 		inserted, err = db.insertCopy(ctx, tx, w, edgeNum, res)
+		if res.CopyFallback {
+			db.dedupHint.Store(dedupHintBatches)
+		}
 	}
 	if err != nil {
 		return err
@@ -193,6 +245,32 @@ func (db *DB) writeReadings(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 	res.ReadingsAccepted = int(inserted)
 	res.ReadingsDuplicate = valid - int(inserted)
 	return nil
+}
+
+// dedupHintBatches: after a direct COPY met a duplicate, this many of the
+// following batches go straight to the staging path. Duplicates come in
+// runs (an edge replaying its backlog after a crash), and a failed COPY
+// costs a wasted write of the whole batch.
+const dedupHintBatches = 16
+
+// preferStaging reports whether WriteCopy should skip the direct COPY:
+// a recent batch had duplicates, or the edge marked readings as replayed.
+func (db *DB) preferStaging(w *BatchWrite) bool {
+	for {
+		h := db.dedupHint.Load()
+		if h <= 0 {
+			break
+		}
+		if db.dedupHint.CompareAndSwap(h, h-1) {
+			return true
+		}
+	}
+	for i := range w.Readings {
+		if w.Readings[i].Flags&wire.FlagReplayed != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // copyBuf holds a reusable binary COPY stream.
@@ -213,19 +291,14 @@ func (db *DB) putBuf(c *copyBuf) {
 	db.bufs.Put(c)
 }
 
-func (db *DB) insertCopy(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32, res *BatchResult) (int64, error) {
+func (db *DB) insertCopy(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32, res *BatchResult) (int64, error) {
 	buf := db.getBuf()
 	defer db.putBuf(buf)
 	encodeReadingsCopy(&buf.b, w, edgeNum)
-	if _, err := tx.Exec(ctx, `SAVEPOINT readings_copy`); err != nil {
-		return 0, fmt.Errorf("cannot write readings of batch %q: %w", w.BatchID, err)
-	}
-	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(buf.b.Bytes()),
+	// WriteBatch took the savepoint readings_copy just before.
+	tag, err := tx.PgConn().CopyFrom(ctx, bytes.NewReader(buf.b.Bytes()),
 		`COPY readings (`+readingColumns+`) FROM STDIN WITH (FORMAT binary)`)
 	if err == nil {
-		if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT readings_copy`); err != nil {
-			return 0, fmt.Errorf("cannot write readings of batch %q: %w", w.BatchID, err)
-		}
 		return tag.RowsAffected(), nil
 	}
 	if !isUniqueViolation(err) {
@@ -238,7 +311,7 @@ func (db *DB) insertCopy(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum 
 	return db.copyStaged(ctx, tx, w, buf.b.Bytes())
 }
 
-func (db *DB) insertStaging(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32) (int64, error) {
+func (db *DB) insertStaging(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32) (int64, error) {
 	buf := db.getBuf()
 	defer db.putBuf(buf)
 	encodeReadingsCopy(&buf.b, w, edgeNum)
@@ -248,12 +321,12 @@ func (db *DB) insertStaging(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeN
 // copyStaged COPYs an encoded stream into the connection's temporary
 // staging table (emptied at every commit) and moves it into readings,
 // skipping rows whose (sensor, time) exists.
-func (db *DB) copyStaged(ctx context.Context, tx pgx.Tx, w *BatchWrite, stream []byte) (int64, error) {
+func (db *DB) copyStaged(ctx context.Context, tx *pgx.Conn, w *BatchWrite, stream []byte) (int64, error) {
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS readings_staging
 		(LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`); err != nil {
 		return 0, fmt.Errorf("cannot create staging table: %w", err)
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(stream),
+	if _, err := tx.PgConn().CopyFrom(ctx, bytes.NewReader(stream),
 		`COPY readings_staging (`+readingColumns+`) FROM STDIN WITH (FORMAT binary)`); err != nil {
 		return 0, fmt.Errorf("cannot stage readings of batch %q: %w", w.BatchID, err)
 	}
@@ -265,7 +338,7 @@ func (db *DB) copyStaged(ctx context.Context, tx pgx.Tx, w *BatchWrite, stream [
 	return tag.RowsAffected(), nil
 }
 
-func (db *DB) insertUnnest(ctx context.Context, tx pgx.Tx, w *BatchWrite, edgeNum int32) (int64, error) {
+func (db *DB) insertUnnest(ctx context.Context, tx *pgx.Conn, w *BatchWrite, edgeNum int32) (int64, error) {
 	n := 0
 	for _, num := range w.Nums {
 		if num != 0 {
@@ -365,7 +438,7 @@ func encodeReadingsCopy(b *bytes.Buffer, w *BatchWrite, edgeNum int32) {
 	put16(math.MaxUint16) // -1: trailer
 }
 
-func writeDeadLetters(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
+func writeDeadLetters(ctx context.Context, tx *pgx.Conn, w *BatchWrite) error {
 	if len(w.Rejected) == 0 {
 		return nil
 	}
@@ -383,7 +456,7 @@ func writeDeadLetters(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 
 func unixNano(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
-func writeGapsEvents(ctx context.Context, tx pgx.Tx, w *BatchWrite) (accepted, duplicate int, err error) {
+func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted, duplicate int, err error) {
 	if len(w.Gaps) == 0 && len(w.Events) == 0 {
 		return 0, 0, nil
 	}
@@ -422,10 +495,11 @@ func writeGapsEvents(ctx context.Context, tx pgx.Tx, w *BatchWrite) (accepted, d
 	return accepted, duplicate, nil
 }
 
-// updateLastValues sets each sensor's last value and time from the
-// newest stored reading of the batch, when newer than what it has. Rows
-// are locked in num order first, so concurrent batches cannot deadlock.
-func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
+// queueLastValues queues the update of each sensor's last value and time
+// from the newest stored reading of the batch, when newer than what it
+// has. Rows are locked in num order first, so concurrent batches touching
+// the same sensors cannot deadlock.
+func queueLastValues(b *pgx.Batch, w *BatchWrite) {
 	type last struct {
 		t int64
 		v float64
@@ -442,7 +516,7 @@ func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 		}
 	}
 	if len(latest) == 0 {
-		return nil
+		return
 	}
 	nums := make([]int32, 0, len(latest))
 	for n := range latest {
@@ -455,14 +529,9 @@ func updateLastValues(ctx context.Context, tx pgx.Tx, w *BatchWrite) error {
 		times[i] = time.UnixMicro(floorDiv(latest[n].t, 1000))
 		vals[i] = latest[n].v
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM sensors WHERE num = ANY($1) ORDER BY num FOR NO KEY UPDATE`, nums); err != nil {
-		return fmt.Errorf("cannot lock sensors of batch %q: %w", w.BatchID, err)
-	}
-	_, err := tx.Exec(ctx, `UPDATE sensors s SET last_value = u.v, last_time = u.t
+	b.Queue(`WITH locked AS (SELECT num FROM sensors WHERE num = ANY($1) ORDER BY num FOR NO KEY UPDATE)
+		UPDATE sensors s SET last_value = u.v, last_time = u.t
 		FROM unnest($1::int4[], $2::timestamptz[], $3::float8[]) AS u(num, t, v)
-		WHERE s.num = u.num AND (s.last_time IS NULL OR s.last_time < u.t)`, nums, times, vals)
-	if err != nil {
-		return fmt.Errorf("cannot update last values of batch %q: %w", w.BatchID, err)
-	}
-	return nil
+		WHERE s.num = u.num AND s.num IN (SELECT num FROM locked)
+			AND (s.last_time IS NULL OR s.last_time < u.t)`, nums, times, vals)
 }
