@@ -30,8 +30,10 @@ func (h *Handler) readyz(w http.ResponseWriter, r *http.Request, _ Principal) {
 	defer cancel()
 	if err := h.opts.Ready.Ready(ctx); err != nil {
 		h.log.Warn("not ready", "err", err)
+		// The probe is public: the cause (which may name hosts) goes to the
+		// log only.
 		writeProblem(w, r, Problem{Type: ProblemUnavailable, Status: 503,
-			Detail: "not ready: " + err.Error()}, h.opts.OverloadRetryAfter)
+			Detail: "not ready: database unreachable or not migrated"}, h.opts.OverloadRetryAfter)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
