@@ -164,7 +164,14 @@ func readingsBatch(id string, from time.Time, n int, seq uint64) *wire.Batch {
 func TestRoutesByRoleOnStore(t *testing.T) {
 	e := start(t, func(c *config.Config) { c.RateLimits.Edge.PerSecond = 0; c.RateLimits.APIKey.PerSecond = 0 })
 	esc := url.PathEscape(sensorA)
-	e.ingest(t, "edge", readingsBatch("seed", base(), 3, 1))
+	// Seed data so every listing has items whose shape is checked against
+	// the document: readings, a dead letter and a gap.
+	seed := readingsBatch("seed", base(), 3, 1)
+	seed.Readings = append(seed.Readings, wire.Reading{Sensor: sensorA, Time: base().UnixNano() + 1, Value: math.Inf(1), Seq: 4})
+	seed.Gaps = []wire.Gap{{Sensor: sensorA, From: base().Add(-time.Hour).UnixNano(), To: base().UnixNano(), Count: 9, Reason: wire.GapBudget, Seq: 5}}
+	if r := e.ingest(t, "edge", seed); r.Rejected != 1 {
+		t.Fatalf("seed: %+v", r)
+	}
 	seq := uint64(100)
 	routes := []struct {
 		method, path string
@@ -201,6 +208,7 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 	if err := json.Unmarshal(api.OpenAPI(), &doc); err != nil {
 		t.Fatal(err)
 	}
+	oa := loadOA(t)
 	ops := 0
 	for _, m := range doc.Paths {
 		ops += len(m)
@@ -228,6 +236,7 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 				path = strings.TrimSuffix(path, "{new}") + e.fresh(t, strings.Contains(path, "apikeys"))
 			}
 			resp, b := e.do(t, rt.method, path, who, body)
+			oa.checkResponse(t, rt.method+" "+docPath(rt.path), resp.StatusCode, resp.Header.Get("Content-Type"), b)
 			if resp.StatusCode != want {
 				t.Errorf("%s %s as %s: %d, want %d: %.200s", rt.method, rt.path, who, resp.StatusCode, want, b)
 			}
@@ -260,6 +269,18 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 	if resp, b := e.do(t, "POST", "/api/v1/edges/viaapi/status", "viaapi", st); resp.StatusCode != 401 {
 		t.Errorf("revoked edge's status: %d %s", resp.StatusCode, b)
 	}
+}
+
+// docPath turns a concrete path of the table into its documented template.
+func docPath(p string) string {
+	p, _, _ = strings.Cut(p, "?")
+	parts := strings.Split(p, "/")
+	// /api/v1/{collection}/{id}[/...]: the fourth segment is an id, except
+	// under /api/v1/readings.
+	if len(parts) > 4 && parts[1] == "api" && parts[3] != "readings" {
+		parts[4] = "{id}"
+	}
+	return strings.Join(parts, "/")
 }
 
 // fresh creates an edge or an API key to revoke and returns its id.
