@@ -284,7 +284,7 @@ func newFake() *fakeBackend {
 	return f
 }
 
-func newTestHandler(t *testing.T, f *fakeBackend, mod func(*Options)) *Handler {
+func newTestHandler(t testing.TB, f *fakeBackend, mod func(*Options)) *Handler {
 	t.Helper()
 	o := Options{Auth: f, Ingest: f, Ready: f, Sensors: f, Readings: f, Edges: f, Losses: f, Creds: f, Decode: jsonDecode,
 		Now: func() time.Time { return t0 }}
