@@ -247,6 +247,9 @@ func (s *Server) Serve(ctx context.Context, ln, mln net.Listener) error {
 	defer cancel()
 	for _, hs := range servers {
 		if err := hs.Shutdown(sctx); err != nil {
+			// Drain time is up: cut the remaining connections so nothing
+			// still runs when the caller closes the store.
+			_ = hs.Close()
 			runErr = errors.Join(runErr, fmt.Errorf("shutdown: %w", err))
 		}
 	}
