@@ -463,9 +463,14 @@ const (
 	EnvPrefix      = "SM_COLLECTOR_"
 )
 
-// ApplyEnv overrides settings from the environment. Each variable is
-// SM_COLLECTOR_ followed by the key path in upper case with _ for . (for
-// example SM_COLLECTOR_TLS_CERT_FILE), plus DATABASE_URL.
+// ApplyEnv overrides settings from the environment: DATABASE_URL, and
+// SM_COLLECTOR_ followed by the key path in upper case with _ for . for
+// these keys: listen, shutdown_timeout, log.level, log.format,
+// database.timescale, database.retention, database.migrate_on_start,
+// database.max_conns, tls.cert_file, tls.key_file, tls.client_ca_file,
+// tls.client_auth, metrics.listen, ingest.auto_register and
+// ingest.max_in_flight (for example SM_COLLECTOR_TLS_CERT_FILE). Empty
+// variables are ignored. Bad values are reported by variable name.
 func (c *Config) ApplyEnv(getenv func(string) string) error {
 	if getenv == nil {
 		return nil
