@@ -136,3 +136,27 @@ func countRows(t *testing.T, db *DB, table string) int {
 	}
 	return n
 }
+
+func TestRunMaintenanceRecreatesPartitions(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := openTestDB(t, Options{Timescale: TimescaleOff})
+	tomorrow := partitionName(time.Now().UTC().Truncate(24*time.Hour).AddDate(0, 0, 1))
+	if _, err := db.pool.Exec(ctx, `DROP TABLE `+tomorrow); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- db.RunMaintenance(ctx, time.Hour) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !slices.Contains(datedPartitions(t, db), tomorrow) {
+		if time.Now().After(deadline) {
+			t.Fatalf("RunMaintenance did not recreate %s", tomorrow)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("RunMaintenance after cancel: %v", err)
+	}
+}

@@ -106,6 +106,11 @@ func (db *DB) UpsertSensor(ctx context.Context, s Sensor) error {
 	if s.RangePolicy != RangeFlag && s.RangePolicy != RangeReject {
 		return fmt.Errorf("%w: sensor %q: range policy %q (want flag or reject)", ErrInvalid, s.ID, s.RangePolicy)
 	}
+	for _, b := range []*float64{s.RangeMin, s.RangeMax} {
+		if b != nil && math.IsNaN(*b) {
+			return fmt.Errorf("%w: sensor %q: range bound is NaN", ErrInvalid, s.ID)
+		}
+	}
 	if s.RangeMin != nil && s.RangeMax != nil && !(*s.RangeMin <= *s.RangeMax) {
 		return fmt.Errorf("%w: sensor %q: range min %v above max %v", ErrInvalid, s.ID, *s.RangeMin, *s.RangeMax)
 	}
