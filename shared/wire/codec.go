@@ -527,14 +527,14 @@ func nextField(p []byte, i, base int) (field, int, error) {
 		v32, n = protowire.ConsumeFixed32(p[i:])
 		f.v = uint64(v32)
 	case protowire.BytesType:
-		var m int
 		f.b, n = protowire.ConsumeBytes(p[i:])
 		if n >= 0 {
-			m = n - len(f.b)
-			f.voff += m
+			f.voff += n - len(f.b) // skip the length prefix
 		}
 	default:
-		n = protowire.ConsumeFieldValue(num, typ, p[i:])
+		// Groups (deprecated in proto2, absent from proto3) are not part of
+		// the format; rejecting them also avoids their nesting.
+		return f, 0, corrupt(f.off, "field %d has wire type %d (group), which this format does not use", num, typ)
 	}
 	if n < 0 {
 		return f, 0, corrupt(base+i, "value of field %d (wire type %d): %v", num, typ, protowire.ParseError(n))

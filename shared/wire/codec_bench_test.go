@@ -174,13 +174,13 @@ func BenchmarkEncode(b *testing.B) {
 			b.ReportAllocs()
 			var buf []byte
 			var err error
+			cpu := processCPU()
 			for b.Loop() {
 				if buf, err = c.encode(buf[:0], batch); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(len(buf)), "bytes/batch")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchReadings, "ns/reading")
+			reportPerReading(b, cpu, len(buf))
 		})
 	}
 }
@@ -204,15 +204,23 @@ func BenchmarkDecode(b *testing.B) {
 				b.Fatalf("%s does not round-trip (-want +got):\n%s", c.name, d)
 			}
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
 				if err := c.decode(body, &got); err != nil {
 					b.Fatal(err)
 				}
 			}
-			b.ReportMetric(float64(len(body)), "bytes/batch")
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchReadings, "ns/reading")
+			reportPerReading(b, cpu, len(body))
 		})
 	}
+}
+
+// reportPerReading adds the batch size and wall and CPU time per reading.
+func reportPerReading(b *testing.B, cpuStart int64, size int) {
+	cpu := processCPU() - cpuStart
+	b.ReportMetric(float64(size), "bytes/batch")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/benchReadings, "ns/reading")
+	b.ReportMetric(float64(cpu)/float64(b.N)/benchReadings, "cpu-ns/reading")
 }
 
 // BenchmarkDecodeParallel shows DecodeBatch under concurrent requests, as
