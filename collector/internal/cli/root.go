@@ -67,6 +67,10 @@ serves the operations API.`,
 	root.SetErr(stdio.Err)
 	root.AddCommand(
 		newVersionCmd(stdio),
+		newServeCmd(stdio),
+		newMigrateCmd(stdio),
+		newEdgeCmd(stdio),
+		newAPIKeyCmd(stdio),
 	)
 	return root
 }
