@@ -13,8 +13,8 @@ type CUSUMConfig struct {
 	K float64 `json:"k"`
 	// Clip bounds each standardised reading so one spike cannot by itself
 	// fill the sum (spikes are the level detectors' job).
-	Clip      float64 `json:"clip"`
-	Warmup int `json:"warmup"`
+	Clip   float64 `json:"clip"`
+	Warmup int     `json:"warmup"`
 	// Hold is how many consecutive alarming readings are reported before
 	// the change is accepted as the new normal: the sums restart and the
 	// reference jumps to the recent level. A drift that goes on alarms

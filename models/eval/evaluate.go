@@ -58,9 +58,9 @@ type Result struct {
 	// FalsePerSensorDay is false alarm events per sensor per day.
 	FalsePerSensorDay float64
 	// Delays of detected windows (first alarm − window start).
-	Delays   []time.Duration
-	Days     float64
-	Sensors  int
+	Delays    []time.Duration
+	Days      float64
+	Sensors   int
 	Evaluated int
 }
 
