@@ -93,7 +93,7 @@ func (d *CUSUM) Update(_ int64, v float64) float64 {
 		}
 	} else {
 		d.alarms = 0
-		d.tail.Observe(stat)
+		d.tail.ObserveWeighted(stat, learnWeight(s, d.cfg.Threshold))
 	}
 	d.mean += a * diff
 	d.variance = (1 - a) * (d.variance + a*diff*diff)

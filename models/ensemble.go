@@ -39,7 +39,7 @@ func NewEnsemble(cfg EnsembleConfig) *Ensemble {
 		if name == NameEnsemble {
 			continue
 		}
-		f, ok := builtin(name)
+		f, ok := builtinAt(name, cfg.Threshold)
 		if !ok {
 			continue
 		}

@@ -76,7 +76,7 @@ func (d *EWMA) Update(_ int64, v float64) float64 {
 		a *= d.cfg.Absorb
 		d.tail.ObserveWeighted(az, alarmWeight)
 	} else {
-		d.tail.Observe(az)
+		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
 	}
 	d.mean += a * diff
 	d.variance = (1 - a) * (d.variance + a*diff*diff)

@@ -139,7 +139,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		v = math.Max(med-c, math.Min(med+c, v))
 		d.tail.ObserveWeighted(az, alarmWeight)
 	} else {
-		d.tail.Observe(az)
+		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
 	}
 	d.insert(v)
 	return s

@@ -190,9 +190,10 @@ func (d *PCA) UpdateRow(_ int64, x []float64) float64 {
 	d.lastT2, d.lastSPE = t2, spe
 	s1, s2 := d.t2.Score(t2), d.spe.Score(spe)
 	s := combineMax(math.Max(s1, s2), 2)
-	if d.p.Config.Adapt && s < d.p.Config.Threshold {
-		d.t2.Observe(t2)
-		d.spe.Observe(spe)
+	if d.p.Config.Adapt {
+		w := learnWeight(s, d.p.Config.Threshold)
+		d.t2.ObserveWeighted(t2, w)
+		d.spe.ObserveWeighted(spe, w)
 	}
 	return s
 }
