@@ -47,7 +47,6 @@ func sineCSV(n int, spikeAt int) string {
 	return b.String()
 }
 
-
 func TestScoreCommand(t *testing.T) {
 	dir := t.TempDir()
 	in := writeFile(t, dir, "in.csv", sineCSV(800, 700))

@@ -13,7 +13,7 @@ import (
 
 type discard struct{}
 
-func (discard) Write(context.Context, []wire.Reading) error    { return nil }
+func (discard) Write(context.Context, []wire.Reading) error     { return nil }
 func (discard) WriteEvents(context.Context, []wire.Event) error { return nil }
 
 // BenchmarkStageWrite is the per-reading cost of the live stage with the
