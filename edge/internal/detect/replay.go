@@ -204,14 +204,14 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 		if err == io.EOF {
 			break
 		}
-		ln, _ := r.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) && pe.Err != csv.ErrFieldCount {
+			if errors.As(err, &pe) {
 				return st, fmt.Errorf("line %d column %d: %w", pe.Line, pe.Column, pe.Err)
 			}
-			return st, fmt.Errorf("line %d: %w", ln, err)
+			return st, fmt.Errorf("after line %d: %w", st.Rows+1, err)
 		}
+		ln, _ := r.FieldPos(0)
 		st.Rows++
 		rowNo := st.Rows
 		tsText := strings.TrimSpace(rec[0])

@@ -214,14 +214,20 @@ func TestScoreCSVWithSignedModel(t *testing.T) {
 	if st.Ref != "pump@1" {
 		t.Errorf("ref %q", st.Ref)
 	}
-	hit := 0
-	for i := 1000; i < 1300; i++ {
+	hit, before := 0, 0
+	for i := 600; i < 1300; i++ {
 		if rows[i].label == "1" {
-			hit++
+			if i >= 1000 {
+				hit++
+			} else {
+				before++
+			}
 		}
 	}
-	if hit < 100 {
-		t.Errorf("PCA flagged %d of 300 rows of a 40σ (≈4 standard deviations of the load-driven range) current step", hit)
+	// PCA is no specialist for a step on one channel (QUALITY.md), but a
+	// step of this size breaks the relationship clearly.
+	if hit < 30 || before > 20 {
+		t.Errorf("PCA flagged %d of 300 rows of a large current step and %d of 400 normal rows", hit, before)
 	}
 	// A model for other channels is refused with a clear error.
 	b.Sensors = []string{"a", "b", "c", "d"}
