@@ -149,15 +149,24 @@ func tailBin(s float64) int {
 	return i
 }
 
+// tailEdges[i] is the upper edge of bin i (a constant table, computed
+// once: edge i = tailS0·tailRatio^i).
+var tailEdges = func() (e [tailBins]float64) {
+	for i := range e {
+		e[i] = tailS0 * math.Pow(tailRatio, float64(i))
+	}
+	return e
+}()
+
 // binLo and binHi bound bin i.
 func binLo(i int) float64 {
 	if i == 0 {
 		return 0
 	}
-	return tailS0 * math.Pow(tailRatio, float64(i-1))
+	return tailEdges[i-1]
 }
 
-func binHi(i int) float64 { return tailS0 * math.Pow(tailRatio, float64(i)) }
+func binHi(i int) float64 { return tailEdges[i] }
 
 func (t *Tail) add(s float64, w float64) {
 	if math.IsNaN(s) || s < 0 {
