@@ -80,6 +80,16 @@ type ModelSet struct {
 	Assets []AssetGroup
 
 	groupOf map[string]groupRef
+
+	// scored and anomalous count the readings this set scored, for the
+	// model cache's "implausible share of anomalies" rollback check.
+	scored, anomalous atomic.Uint64
+}
+
+// Stats returns how many readings this set has scored and how many of
+// them it flagged as anomalous since it was installed.
+func (ms *ModelSet) Stats() (scored, anomalous uint64) {
+	return ms.scored.Load(), ms.anomalous.Load()
 }
 
 type groupRef struct{ group, col int }
@@ -231,6 +241,17 @@ func (s *Stage) Write(ctx context.Context, rs []wire.Reading) error {
 		s.score(set, b, i)
 	}
 	s.mu.Unlock()
+	var scored, anomalous uint64
+	for i := range b.rs {
+		if b.rs[i].Model != "" {
+			scored++
+			if b.rs[i].Flags&wire.FlagAnomaly != 0 {
+				anomalous++
+			}
+		}
+	}
+	set.scored.Add(scored)
+	set.anomalous.Add(anomalous)
 	var err error
 	if len(b.es) > 0 {
 		err = s.next.WriteEvents(ctx, b.es)

@@ -102,6 +102,9 @@ func TestOscillatingScoreRaisesOnce(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
 	}
+	if sc, an := st.Models().Stats(); sc != uint64(len(vals)) || an != 23 {
+		t.Errorf("set stats: %d scored, %d anomalous; want %d, 23", sc, an, len(vals))
+	}
 	if diff := cmp.Diff([]string{"events", "readings"}, next.order); diff != "" {
 		t.Errorf("events must be handed on before readings:\n%s", diff)
 	}
