@@ -13,6 +13,7 @@ import (
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/models/train"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -103,7 +104,7 @@ func TestScoreCommandWithModel(t *testing.T) {
 		x := float64(i%50) / 10
 		rows = append(rows, []float64{x, 2*x + float64(i%7)*0.01})
 	}
-	m, err := models.Train(rows, models.TrainOptions{Kind: models.NamePCA, Name: "ab", Version: "3", Sensors: []string{"a", "b"}, Now: time.Unix(0, 0)})
+	m, err := train.Fit(rows, train.Options{Kind: models.NamePCA, Name: "ab", Version: "3", Sensors: []string{"a", "b"}, Now: time.Unix(0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}

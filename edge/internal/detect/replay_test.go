@@ -16,6 +16,7 @@ import (
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
 	"github.com/smartmaint/smartmaint/models/eval"
+	"github.com/smartmaint/smartmaint/models/train"
 )
 
 // pumpCSV renders a labelled pump series as a score input file.
@@ -193,7 +194,7 @@ func TestScoreCSVRejectsBadHeaderAndQuotes(t *testing.T) {
 func TestScoreCSVWithSignedModel(t *testing.T) {
 	in, d := pumpCSV(t, 11, 1500, []eval.Fault{{Kind: eval.Step, Channel: 1, Start: 1000, Len: 300, Magnitude: 40}})
 	names := []string{"vibration", "current", "pressure", "temperature"}
-	m, err := models.Train(d.Rows[:600], models.TrainOptions{Kind: models.NamePCA, Name: "pump", Version: "1", Sensors: names, Times: d.Times[:600], Now: time.Unix(0, 0)})
+	m, err := train.Fit(d.Rows[:600], train.Options{Kind: models.NamePCA, Name: "pump", Version: "1", Sensors: names, Times: d.Times[:600], Now: time.Unix(0, 0)})
 	if err != nil {
 		t.Fatal(err)
 	}
