@@ -20,7 +20,7 @@ func (discard) WriteEvents(context.Context, []wire.Event) error { return nil }
 // default ensemble, for batches of 100 readings over 1000 sensors.
 func BenchmarkStageWrite(b *testing.B) {
 	set, _ := Builtin(models.NameEnsemble)
-	st, _ := New(discard{}, nil, set, DefaultEventConfig())
+	st, _ := New(discard{}, nil, set, DefaultEventConfig(), nil)
 	names := make([]string, 1000)
 	for i := range names {
 		names[i] = fmt.Sprintf("site1/line1/pump%d/vib", i)

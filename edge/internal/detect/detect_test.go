@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/shared/wire"
@@ -67,7 +69,12 @@ func readings(sensor string, vals ...float64) []wire.Reading {
 
 func TestOscillatingScoreRaisesOnce(t *testing.T) {
 	next := &sink{}
-	st, err := New(next, profiles{"p1/vib": {Asset: "p1"}}, scriptedSet("s@1"), DefaultEventConfig())
+	reg := prometheus.NewPedanticRegistry()
+	met, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := New(next, profiles{"p1/vib": {Asset: "p1"}}, scriptedSet("s@1"), DefaultEventConfig(), met)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +112,12 @@ func TestOscillatingScoreRaisesOnce(t *testing.T) {
 	if sc, an := st.Models().Stats(); sc != uint64(len(vals)) || an != 23 {
 		t.Errorf("set stats: %d scored, %d anomalous; want %d, 23", sc, an, len(vals))
 	}
+	if got := testutil.ToFloat64(met.anomalies); got != 23 {
+		t.Errorf("anomalous readings metric %v, want 23", got)
+	}
+	if got := testutil.ToFloat64(met.events.WithLabelValues("anomaly", "raised")); got != 1 {
+		t.Errorf("raised events metric %v, want 1", got)
+	}
 	if diff := cmp.Diff([]string{"events", "readings"}, next.order); diff != "" {
 		t.Errorf("events must be handed on before readings:\n%s", diff)
 	}
@@ -121,7 +134,7 @@ func TestOscillatingScoreRaisesOnce(t *testing.T) {
 
 func TestStrongSpikeRaisesImmediately(t *testing.T) {
 	next := &sink{}
-	st, _ := New(next, nil, scriptedSet("s@1"), DefaultEventConfig())
+	st, _ := New(next, nil, scriptedSet("s@1"), DefaultEventConfig(), nil)
 	_ = st.Write(context.Background(), readings("x", 0.1, 0.95, 0.1, 0.1, 0.1, 0.1, 0.1))
 	if len(next.es) != 2 || next.es[0].State != wire.EventRaised || next.es[0].Severity != wire.SeverityMajor || next.es[1].State != wire.EventCleared {
 		t.Fatalf("events %+v", next.es)
@@ -132,7 +145,7 @@ func TestLimitEventsWithDeadband(t *testing.T) {
 	h, hh := 80.0, 100.0
 	prof := profiles{"p1/temp": {Asset: "p1", Limits: models.LimitsConfig{H: &h, HH: &hh, Deadband: 2, MinDuration: 2 * sec}}}
 	next := &sink{}
-	st, _ := New(next, prof, scriptedSet("s@1"), DefaultEventConfig())
+	st, _ := New(next, prof, scriptedSet("s@1"), DefaultEventConfig(), nil)
 	// Hovers around H without staying above it for the minimum duration
 	// (no alarm), then stays above (H), dips into the deadband (holds),
 	// escalates to HH, returns to H's band and then to normal.
@@ -171,7 +184,7 @@ func TestLimitEventsWithDeadband(t *testing.T) {
 
 func TestModelSwapUnderLoadDropsNothing(t *testing.T) {
 	next := &sink{}
-	st, _ := New(next, nil, scriptedSet("a@1"), DefaultEventConfig())
+	st, _ := New(next, nil, scriptedSet("a@1"), DefaultEventConfig(), nil)
 	var wg sync.WaitGroup
 	const writers, batches, per = 4, 200, 10
 	for w := 0; w < writers; w++ {
@@ -214,7 +227,7 @@ func TestModelSwapUnderLoadDropsNothing(t *testing.T) {
 }
 
 func TestSetModelsRejectsBadSets(t *testing.T) {
-	st, _ := New(&sink{}, nil, scriptedSet("a@1"), DefaultEventConfig())
+	st, _ := New(&sink{}, nil, scriptedSet("a@1"), DefaultEventConfig(), nil)
 	bad := scriptedSet("b@1")
 	bad.Assets = []AssetGroup{{Name: "x", Sensors: []string{"a", "b"}}, {Name: "y", Sensors: []string{"b"}}}
 	if err := st.SetModels(bad); err == nil {
@@ -232,7 +245,7 @@ func TestAssetRowsAcrossBatches(t *testing.T) {
 	set, _ := Builtin(models.NameEnsemble)
 	set.Assets = []AssetGroup{{Name: "pump", Sensors: []string{"a", "b"}}}
 	next := &sink{}
-	st, _ := New(next, nil, set, DefaultEventConfig())
+	st, _ := New(next, nil, set, DefaultEventConfig(), nil)
 	ctx := context.Background()
 	// One row in one batch: both readings get the row's score.
 	_ = st.Write(ctx, []wire.Reading{{Sensor: "a", Time: 1, Value: 1}, {Sensor: "b", Time: 1, Value: 2}})
@@ -253,7 +266,7 @@ func TestAssetRowsAcrossBatches(t *testing.T) {
 
 func TestWriteErrorIsReturned(t *testing.T) {
 	next := &sink{failRs: fmt.Errorf("disk full")}
-	st, _ := New(next, nil, scriptedSet("a@1"), DefaultEventConfig())
+	st, _ := New(next, nil, scriptedSet("a@1"), DefaultEventConfig(), nil)
 	if err := st.Write(context.Background(), readings("x", 0.1)); err == nil {
 		t.Fatal("error from the next stage swallowed")
 	}

@@ -176,7 +176,7 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 	col := &collector{}
 	var stage *Stage
 	if set != nil {
-		stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30})
+		stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30}, nil)
 		if err != nil {
 			return st, err
 		}
@@ -264,7 +264,7 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 					def, _ := Builtin(models.NameEnsemble)
 					set = &ModelSet{Default: def.Default, Assets: []AssetGroup{{Name: "asset", Sensors: names, RowOnly: true, Ref: "pca@fitted",
 						Row: func() models.RowDetector { d, _ := models.NewPCA(params); return d }}}}
-					stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30})
+					stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30}, nil)
 					if err != nil {
 						return st, err
 					}
