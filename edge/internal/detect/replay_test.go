@@ -255,3 +255,19 @@ func ExampleScoreCSV() {
 	// 2026-01-01 00:03:00,0.000000,0
 	// 2026-01-01 00:04:00,0.000000,0
 }
+
+func TestScoreCSVColumns(t *testing.T) {
+	in := "datetime;a;label;b\n2026-01-01 00:00:00;1;0;2\n2026-01-01 00:01:00;1.1;1;x\n"
+	var warns []string
+	var out bytes.Buffer
+	st, err := ScoreCSV(context.Background(), strings.NewReader(in), &out, ReplayOptions{Columns: []string{"b", "a"}, Warn: func(m string) { warns = append(warns, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.BadCells != 1 || len(warns) != 1 || !strings.Contains(warns[0], "line 3 column 27 (b)") {
+		t.Errorf("stats %+v warnings %q", st, warns)
+	}
+	if _, err := ScoreCSV(context.Background(), strings.NewReader(in), &out, ReplayOptions{Columns: []string{"c"}}); err == nil || !strings.Contains(err.Error(), `no column "c"`) {
+		t.Errorf("err = %v", err)
+	}
+}
