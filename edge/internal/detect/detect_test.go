@@ -271,3 +271,27 @@ func TestWriteErrorIsReturned(t *testing.T) {
 		t.Fatal("error from the next stage swallowed")
 	}
 }
+
+func TestBuildSet(t *testing.T) {
+	row := &models.Built{Ref: "pca@1", Kind: "pca", Sensors: []string{"p/a", "p/b"}, Threshold: 0.5,
+		NewRow: func() models.RowDetector { return nil }}
+	uni := &models.Built{Ref: "ewma@2", Kind: "ewma", Sensors: []string{"p/c"}, Threshold: 0.5, NewSensor: func() models.Detector { return scripted{} }}
+	all := &models.Built{Ref: "mad@3", Kind: "mad", Threshold: 0.5, NewSensor: func() models.Detector { return scripted{} }}
+	set, err := BuildSet([]*models.Built{row, uni, all})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Default.Ref != "mad@3" || set.BySensor["p/c"].Ref != "ewma@2" || len(set.Assets) != 1 || !set.Assets[0].RowOnly {
+		t.Errorf("set %+v", set)
+	}
+	if _, err := BuildSet([]*models.Built{all, all}); err == nil {
+		t.Error("two defaults accepted")
+	}
+	if _, err := BuildSet([]*models.Built{uni, uni}); err == nil {
+		t.Error("a sensor with two models accepted")
+	}
+	def, err := BuildSet(nil)
+	if err != nil || def.Default.Ref != "ensemble@builtin" {
+		t.Errorf("empty set: %v %v", def, err)
+	}
+}
