@@ -35,10 +35,13 @@ func DefaultConfig(kind string) (any, error) {
 // does not.
 type Built struct {
 	// Ref is "name@version".
-	Ref       string
-	Kind      string
-	Sensors   []string
-	Threshold float64
+	Ref     string
+	Kind    string
+	Sensors []string
+	// SensorType is the sensor type the model applies to, when it names
+	// no sensors.
+	SensorType string
+	Threshold  float64
 	// NewSensor returns a univariate detector (nil for row kinds).
 	NewSensor func() Detector
 	// NewRow returns a row detector over Sensors (nil for univariate kinds).
@@ -67,7 +70,7 @@ func checkThreshold(t float64) error {
 // FromArtifact validates a (verified) model payload's kind-specific
 // parameters and returns constructors for it.
 func FromArtifact(m *artifact.Model) (*Built, error) {
-	b := &Built{Ref: m.Ref(), Kind: m.Kind, Sensors: m.Sensors, Threshold: m.Threshold}
+	b := &Built{Ref: m.Ref(), Kind: m.Kind, Sensors: m.Sensors, SensorType: m.SensorType, Threshold: m.Threshold}
 	fail := func(err error) (*Built, error) {
 		return nil, fmt.Errorf("model %s: %s params: %w", m.Ref(), m.Kind, err)
 	}

@@ -25,6 +25,9 @@ func BuildSet(loaded []*models.Built) (*ModelSet, error) {
 	set.BySensor = map[string]*models.Built{}
 	haveDefault := false
 	for _, b := range loaded {
+		if b.SensorType != "" && len(b.Sensors) == 0 {
+			return nil, fmt.Errorf("model %s: selection by sensor type (%q) is not supported yet; list its sensors", b.Ref, b.SensorType)
+		}
 		switch {
 		case b.NewRow != nil:
 			if len(b.Sensors) < 2 {
