@@ -26,14 +26,12 @@ func DefaultEWMAConfig() EWMAConfig {
 // that freeze (learn 10× slower) while the detector alarms. The statistic is
 // calibrated online by a Tail.
 type EWMA struct {
-	cfg        EWMAConfig
-	n          int
-	mean, m2   float64 // Welford during warm-up
-	variance   float64
-	tail       Tail
-	lastScore  float64
-	lastZ      float64
-	initVarSet bool
+	cfg      EWMAConfig
+	n        int
+	mean, m2 float64 // Welford during warm-up
+	variance float64
+	tail     Tail
+	lastZ    float64
 }
 
 // NewEWMA returns an EWMA detector.

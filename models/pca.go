@@ -122,12 +122,11 @@ func finite(xs ...float64) bool {
 // that each look normal alone). The two are calibrated separately and
 // combined.
 type PCA struct {
-	p          PCAParams
-	t2, spe    Tail
-	z, scores  []float64
-	lastT2     float64
-	lastSPE    float64
-	lastScores [2]float64
+	p         PCAParams
+	t2, spe   Tail
+	z, scores []float64
+	lastT2    float64
+	lastSPE   float64
 }
 
 // NewPCA builds a PCA detector from fitted parameters.
