@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
 
@@ -207,16 +206,6 @@ func Report(w io.Writer, suite []Dataset, cands []Candidate) (map[string]Result,
 
 func fmtDur(d time.Duration) string {
 	return d.Round(time.Minute).String()
-}
-
-// sortedKeys is used by tests.
-func sortedKeys(m map[string]Result) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func delayCell(r Result, d time.Duration) string {
