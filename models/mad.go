@@ -1,9 +1,6 @@
 package models
 
-import (
-	"math"
-	"sort"
-)
+import "math"
 
 // MADConfig configures a rolling median/MAD detector.
 type MADConfig struct {
@@ -48,6 +45,9 @@ type MAD struct {
 	// detector's business and must not collapse the window's spread).
 	same int
 	prev float64
+	// scale caches the robust scale between refreshes.
+	scale float64
+	tick  int
 }
 
 // maxRepeats is how many exact repeats in a row the window still learns.
@@ -72,6 +72,11 @@ func (d *MAD) Threshold() float64 { return d.cfg.Threshold }
 // Z returns the signed robust z-score of the last reading.
 func (d *MAD) Z() float64 { return d.lastZ }
 
+// madRefresh is how often (in readings) the MAD is recomputed; the median
+// is exact for every reading. The spread of a 128-reading window cannot
+// move much in 4 readings, and the merge walk is the detector's main cost.
+const madRefresh = 4
+
 // medianScale returns the window's median and robust scale.
 func (d *MAD) medianScale() (med, scale float64) {
 	s := d.sorted
@@ -82,6 +87,12 @@ func (d *MAD) medianScale() (med, scale float64) {
 	} else {
 		med = (s[m-1] + s[m]) / 2
 	}
+	d.tick++
+	if d.scale > 0 && d.tick < madRefresh {
+		return med, d.scale
+	}
+	d.tick = 0
+	defer func() { d.scale = scale }()
 	// The absolute deviations form two sorted runs walking out from the
 	// median; the MAD is the k-th smallest of their merge.
 	l, r := m-1, m
@@ -123,7 +134,7 @@ func (d *MAD) medianScale() (med, scale float64) {
 func (d *MAD) insert(v float64) {
 	if d.n == len(d.ring) {
 		old := d.ring[d.head]
-		i := sort.SearchFloat64s(d.sorted, old)
+		i := searchFloat(d.sorted, old)
 		copy(d.sorted[i:], d.sorted[i+1:])
 		d.sorted = d.sorted[:len(d.sorted)-1]
 	} else {
@@ -131,10 +142,24 @@ func (d *MAD) insert(v float64) {
 	}
 	d.ring[d.head] = v
 	d.head = (d.head + 1) % len(d.ring)
-	i := sort.SearchFloat64s(d.sorted, v)
+	i := searchFloat(d.sorted, v)
 	d.sorted = d.sorted[:len(d.sorted)+1]
 	copy(d.sorted[i+1:], d.sorted[i:])
 	d.sorted[i] = v
+}
+
+// searchFloat is sort.SearchFloat64s without the closure.
+func searchFloat(a []float64, x float64) int {
+	lo, hi := 0, len(a)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if a[m] < x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
 }
 
 // Update implements Detector.
