@@ -66,9 +66,16 @@ type PCAParams struct {
 	// their Eigenvalues (variances along them).
 	Components  [][]float64 `json:"components"`
 	Eigenvalues []float64   `json:"eigenvalues"`
-	// T2 and SPE calibrate the two statistics on the training rows.
-	T2  TailState `json:"t2"`
-	SPE TailState `json:"spe"`
+	// Minor are the remaining (residual) axes with their eigenvalues,
+	// floored; the Mahalanobis distance along them weighs a break of a
+	// tight relationship (small eigenvalue) by how tight it was, where SPE
+	// weighs every residual direction alike and so dilutes it with noise.
+	Minor            [][]float64 `json:"minor,omitempty"`
+	MinorEigenvalues []float64   `json:"minor_eigenvalues,omitempty"`
+	// T2, SPE and Residual calibrate the statistics on the training rows.
+	T2       TailState `json:"t2"`
+	SPE      TailState `json:"spe"`
+	Residual TailState `json:"residual,omitempty"`
 }
 
 // Validate checks shapes and finiteness.
@@ -91,8 +98,19 @@ func (p *PCAParams) Validate() error {
 			return fmt.Errorf("pca: component %d not finite", i)
 		}
 	}
-	if !finite(p.Mean...) || !finite(p.Scale...) || !finite(p.Eigenvalues...) {
+	if !finite(p.Mean...) || !finite(p.Scale...) || !finite(p.Eigenvalues...) || !finite(p.MinorEigenvalues...) {
 		return errors.New("pca: non-finite parameter")
+	}
+	if len(p.Minor) != len(p.MinorEigenvalues) || len(p.Components)+len(p.Minor) > w {
+		return fmt.Errorf("pca: %d minor axes, %d minor eigenvalues, %d+%d axes for %d columns", len(p.Minor), len(p.MinorEigenvalues), len(p.Components), len(p.Minor), w)
+	}
+	for i, c := range p.Minor {
+		if len(c) != w || !finite(c...) {
+			return fmt.Errorf("pca: minor axis %d has width %d or is not finite", i, len(c))
+		}
+		if p.MinorEigenvalues[i] <= 0 {
+			return fmt.Errorf("pca: minor eigenvalue %d not positive", i)
+		}
 	}
 	for i, s := range p.Scale {
 		if s <= 0 {
@@ -122,11 +140,12 @@ func finite(xs ...float64) bool {
 // that each look normal alone). The two are calibrated separately and
 // combined.
 type PCA struct {
-	p         PCAParams
-	t2, spe   Tail
-	z, scores []float64
-	lastT2    float64
-	lastSPE   float64
+	p            PCAParams
+	t2, spe, res Tail
+	z, scores    []float64
+	lastT2       float64
+	lastSPE      float64
+	lastRes      float64
 }
 
 // NewPCA builds a PCA detector from fitted parameters.
@@ -142,7 +161,13 @@ func NewPCA(p PCAParams) (*PCA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pca spe: %w", err)
 	}
-	return &PCA{p: p, t2: t2, spe: spe, z: make([]float64, len(p.Mean)), scores: make([]float64, len(p.Components))}, nil
+	d := &PCA{p: p, t2: t2, spe: spe, z: make([]float64, len(p.Mean)), scores: make([]float64, len(p.Components))}
+	if len(p.Minor) > 0 {
+		if d.res, err = TailFromState(p.Residual); err != nil {
+			return nil, fmt.Errorf("pca residual: %w", err)
+		}
+	}
+	return d, nil
 }
 
 // Params returns the detector's parameters.
@@ -154,10 +179,11 @@ func (d *PCA) Width() int { return len(d.p.Mean) }
 // Threshold implements RowDetector.
 func (d *PCA) Threshold() float64 { return d.p.Config.Threshold }
 
-// Stats returns T² and SPE of the last row.
-func (d *PCA) Stats() (t2, spe float64) { return d.lastT2, d.lastSPE }
+// Stats returns T², SPE and the residual Mahalanobis distance of the
+// last row.
+func (d *PCA) Stats() (t2, spe, res float64) { return d.lastT2, d.lastSPE, d.lastRes }
 
-func (d *PCA) stats(x []float64) (t2, spe float64) {
+func (d *PCA) stats(x []float64) (t2, spe, res float64) {
 	for i := range d.z {
 		v := 0.0
 		if i < len(x) && !math.IsNaN(x[i]) && !math.IsInf(x[i], 0) {
@@ -180,19 +206,32 @@ func (d *PCA) stats(x []float64) (t2, spe float64) {
 		}
 		spe += r * r
 	}
-	return t2, spe
+	for k, c := range d.p.Minor {
+		s := 0.0
+		for i, w := range c {
+			s += w * d.z[i]
+		}
+		res += s * s / d.p.MinorEigenvalues[k]
+	}
+	return t2, spe, res
 }
 
 // UpdateRow implements RowDetector.
 func (d *PCA) UpdateRow(_ int64, x []float64) float64 {
-	t2, spe := d.stats(x)
-	d.lastT2, d.lastSPE = t2, spe
-	s1, s2 := d.t2.Score(t2), d.spe.Score(spe)
-	s := combineMax(math.Max(s1, s2), 2)
+	t2, spe, res := d.stats(x)
+	d.lastT2, d.lastSPE, d.lastRes = t2, spe, res
+	best, m := math.Max(d.t2.Score(t2), d.spe.Score(spe)), 2
+	if len(d.p.Minor) > 0 {
+		best, m = math.Max(best, d.res.Score(res)), 3
+	}
+	s := combineMax(best, m)
 	if d.p.Config.Adapt {
 		w := learnWeight(s, d.p.Config.Threshold)
 		d.t2.ObserveWeighted(t2, w)
 		d.spe.ObserveWeighted(spe, w)
+		if m == 3 {
+			d.res.ObserveWeighted(res, w)
+		}
 	}
 	return s
 }
@@ -287,20 +326,31 @@ func TrainPCA(rows [][]float64, cfg PCAConfig) (*PCA, error) {
 		p.Components = append(p.Components, vecs[i])
 		p.Eigenvalues = append(p.Eigenvalues, math.Max(vals[i], floor))
 	}
+	// Minor axes: their eigenvalues are floored at 1e-3 of the average
+	// variance so exactly collinear sensors (a duplicated channel) do not
+	// make rounding noise infinitely significant.
+	minorFloor := 1e-3 * math.Max(total, 1e-12) / float64(w)
+	for i := k; i < w; i++ {
+		p.Minor = append(p.Minor, vecs[i])
+		p.MinorEigenvalues = append(p.MinorEigenvalues, math.Max(vals[i], minorFloor))
+	}
 	p.T2 = TailState{Counts: make([]float64, tailBins), Cap: 50000, MinScale: 0.05}
 	p.SPE = TailState{Counts: make([]float64, tailBins), Cap: 50000, MinScale: 1e-6}
+	p.Residual = TailState{Counts: make([]float64, tailBins), Cap: 50000, MinScale: 0.05}
 	d, err := NewPCA(p)
 	if err != nil {
 		return nil, fmt.Errorf("train pca: %w", err)
 	}
 	for _, r := range good {
-		t2, spe := d.stats(r)
+		t2, spe, res := d.stats(r)
 		d.t2.add(t2, 1)
 		d.spe.add(spe, 1)
+		d.res.add(res, 1)
 	}
 	d.t2.refresh()
 	d.spe.refresh()
-	d.p.T2, d.p.SPE = d.t2.State(), d.spe.State()
+	d.res.refresh()
+	d.p.T2, d.p.SPE, d.p.Residual = d.t2.State(), d.spe.State(), d.res.State()
 	return d, nil
 }
 

@@ -22,11 +22,16 @@ const (
 	// Dropout replaces values with NaN (missing). It is not an anomaly to
 	// detect: detectors must not alarm on it or on the recovery.
 	Dropout
+	// Blockage is a clogged discharge: pressure rises while current falls,
+	// each by Magnitude/2 σ ramped in over the first quarter — each channel
+	// stays near its normal range, only their relationship breaks. It uses
+	// the channels named "pressure" and "current" (or 0 and 1).
+	Blockage
 )
 
 // FaultKinds lists every kind, in order.
 func FaultKinds() []FaultKind {
-	return []FaultKind{Spike, Step, Drift, Stuck, NoiseBurst, BearingWear, Dropout}
+	return []FaultKind{Spike, Step, Drift, Stuck, NoiseBurst, BearingWear, Dropout, Blockage}
 }
 
 // String returns the kind's name as used in ground-truth files.
@@ -46,6 +51,8 @@ func (k FaultKind) String() string {
 		return "bearing_wear"
 	case Dropout:
 		return "dropout"
+	case Blockage:
+		return "blockage"
 	}
 	return fmt.Sprintf("fault(%d)", uint8(k))
 }
@@ -115,8 +122,26 @@ func (in *Injector) wearChannels() (vib, temp int) {
 	return vib, temp
 }
 
+func (in *Injector) blockageChannels() (pressure, current int) {
+	pressure, current = in.spec.Channel("pressure"), in.spec.Channel("current")
+	if pressure < 0 {
+		pressure = 0
+	}
+	if current < 0 {
+		current = min(1, len(in.spec.Channels)-1)
+	}
+	return pressure, current
+}
+
 // Channels returns the channels fault f affects.
 func (in *Injector) Channels(f Fault) []int {
+	if f.Kind == Blockage {
+		p, c := in.blockageChannels()
+		if p == c {
+			return []int{p}
+		}
+		return []int{p, c}
+	}
 	if f.Kind == BearingWear {
 		v, t := in.wearChannels()
 		if v == t {
@@ -161,6 +186,13 @@ func (in *Injector) Apply(i int, row []float64) {
 			}
 		case Dropout:
 			row[c] = math.NaN()
+		case Blockage:
+			p, cur := in.blockageChannels()
+			ramp := math.Min(1, 4*frac)
+			row[p] += 0.5 * f.Magnitude * in.sigma[p] * ramp
+			if cur != p {
+				row[cur] -= 0.5 * f.Magnitude * in.sigma[cur] * ramp
+			}
 		}
 	}
 }
@@ -219,6 +251,8 @@ func RandomFaults(rng *rand.Rand, spec AssetSpec, n, trainRows, count, gap int, 
 			f.Len, f.Magnitude = 480+rng.IntN(480), 6+4*rng.Float64()
 		case Dropout:
 			f.Len = 10 + rng.IntN(60)
+		case Blockage:
+			f.Len, f.Magnitude = 60+rng.IntN(180), 4+2*rng.Float64()
 		}
 		lo := trainRows + i*slot + gap/2
 		hi := trainRows + (i+1)*slot - gap/2 - f.Len

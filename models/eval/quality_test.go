@@ -52,8 +52,10 @@ level), one week each at one-minute sampling (16 series, 40 sensors, 240 sensor-
 scored). Day 1 is fault-free (training/warm-up, not scored). Then 8 faults per
 series at random places and channels: spike (6–10σ, one sample), step (3–5σ, 2–6 h),
 drift (to 4–7σ over 4–12 h), stuck value (1–5 h), noise burst (3–5σ, 0.5–2 h), bearing
-wear (vibration growing quadratically to 6–10σ, temperature rising, 8–16 h) and
-dropout (missing values; not an anomaly — alarms on it count as false).
+wear (vibration growing quadratically to 6–10σ, temperature rising, 8–16 h),
+blockage (pumps only: pressure up and current down by 2–3σ each, 1–4 h — each
+channel stays in its normal range, only their relationship breaks) and dropout
+(missing values; not an anomaly — alarms on it count as false).
 
 **Matching** (event-wise): a fault is detected when an alarm falls between its start
 and one hour after its end; alarms less than ten minutes apart form one alarm event;
