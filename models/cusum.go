@@ -83,6 +83,9 @@ func (d *CUSUM) Update(_ int64, v float64) float64 {
 		sd = f
 	}
 	diff := v - d.mean
+	if math.IsInf(diff*diff, 0) {
+		return 1 // beyond float range of the learnt level: anomalous, not learnt
+	}
 	z := math.Max(-d.cfg.Clip, math.Min(d.cfg.Clip, diff/sd))
 	phi := 0.0
 	if d.c0 > 0 {

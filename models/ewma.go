@@ -65,6 +65,9 @@ func (d *EWMA) Update(_ int64, v float64) float64 {
 		sd = f
 	}
 	diff := v - d.mean
+	if math.IsInf(diff*diff, 0) {
+		return 1 // beyond float range of the learnt level: anomalous, not learnt
+	}
 	z := diff / sd
 	d.lastZ = z
 	az := math.Abs(z)

@@ -176,6 +176,34 @@ func TestScoresBoundedAndDeterministic(t *testing.T) {
 	}
 }
 
+func TestRecoversFromHugeValues(t *testing.T) {
+	// 1e300 is finite but its square is not: a detector must flag it and
+	// keep working afterwards.
+	xs := signal(5, 3000)
+	xs[1000] = 1e300
+	xs[1001] = -1e300
+	for i := 2500; i < 2600; i++ {
+		xs[i] += 10
+	}
+	for _, name := range Builtins() {
+		if name == NameStuck || name == NameCUSUM {
+			continue
+		}
+		d, _ := New(name)
+		sc := run(d, xs)
+		if sc[1000] < d.Threshold() {
+			t.Errorf("%s: 1e300 scored %v", name, sc[1000])
+		}
+		hit := false
+		for i := 2500; i < 2510; i++ {
+			hit = hit || sc[i] >= d.Threshold()
+		}
+		if !hit {
+			t.Errorf("%s: blind after a huge value", name)
+		}
+	}
+}
+
 func TestConstantSignal(t *testing.T) {
 	// A constant sensor is stuck by definition, but scale-based detectors
 	// must not divide by zero or alarm on it forever.

@@ -51,6 +51,9 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 	dd := v - d.prev
 	d.prev = v
 	q := dd * dd
+	if math.IsInf(q, 0) {
+		return 1 // a jump beyond float range: anomalous, not learnt
+	}
 	if d.n <= d.cfg.Warmup {
 		d.slow += (q - d.slow) / float64(d.n-1)
 		d.fast = d.slow
