@@ -1,0 +1,401 @@
+package modelcache
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/testenv"
+)
+
+// testVerifier stands in for the models/artifact decoder inside this
+// package's tests: an artifact is a 64-byte Ed25519 signature followed by
+// the payload, and the decoded model is the payload as a string.
+type testVerifier struct{ keys []ed25519.PublicKey }
+
+func (v testVerifier) Verify(data []byte) (any, error) {
+	if len(data) < ed25519.SignatureSize {
+		return nil, errors.New("too short to be signed")
+	}
+	sig, payload := data[:ed25519.SignatureSize], data[ed25519.SignatureSize:]
+	for _, k := range v.keys {
+		if ed25519.Verify(k, payload, sig) {
+			return string(payload), nil
+		}
+	}
+	return nil, errors.New("signature does not match any trusted key")
+}
+
+func sign(priv ed25519.PrivateKey, payload string) []byte {
+	return append(ed25519.Sign(priv, []byte(payload)), payload...)
+}
+
+// countingS3 counts GetObject calls per key on the real client.
+type countingS3 struct {
+	c     *s3.Client
+	calls atomic.Int64
+	keys  chan string
+}
+
+func (g *countingS3) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	g.calls.Add(1)
+	select {
+	case g.keys <- aws.ToString(in.Key):
+	default:
+	}
+	return g.c.GetObject(ctx, in, opts...)
+}
+
+type fixture struct {
+	t       *testing.T
+	env     testenv.S3Env
+	priv    ed25519.PrivateKey
+	pub     ed25519.PublicKey
+	man     *mm.Manifest
+	dir     string
+	s3      *countingS3
+	reg     *prometheus.Registry
+	version int
+}
+
+const prefix = "fleet/"
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	env := testenv.S3(t)
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, env: env, priv: priv, pub: pub, man: mm.New(), dir: t.TempDir(),
+		s3: &countingS3{c: env.Client, keys: make(chan string, 100)}}
+}
+
+func (f *fixture) put(key string, data []byte) {
+	f.t.Helper()
+	_, err := f.env.Client.PutObject(context.Background(), &s3.PutObjectInput{
+		Bucket: aws.String(f.env.Bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+	if err != nil {
+		f.t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+// publish uploads an artifact (content-addressed) and returns its ref.
+func (f *fixture) publish(name string, artifact []byte) mm.Ref {
+	f.t.Helper()
+	sum := sha256.Sum256(artifact)
+	sha := hex.EncodeToString(sum[:])
+	f.version++
+	ref := mm.Ref{Name: name, Version: f.version, Kind: "test", Key: mm.ArtifactKey(prefix, sha), SHA256: sha,
+		Size: int64(len(artifact)), Promoted: time.Now().UTC().Truncate(time.Millisecond)}
+	f.put(ref.Key, artifact)
+	return ref
+}
+
+func (f *fixture) writeManifest() {
+	f.t.Helper()
+	f.man.Generation++
+	b, err := f.man.Marshal()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.put(prefix+mm.ManifestKey, b)
+}
+
+func (f *fixture) promote(t mm.Target, ref mm.Ref) {
+	f.man.Promote(t, ref)
+	f.writeManifest()
+}
+
+func (f *fixture) cache(getter ObjectGetter) *Cache {
+	f.t.Helper()
+	f.reg = prometheus.NewRegistry()
+	c, err := New(Options{EdgeID: "edge-1", Dir: f.dir, Bucket: f.env.Bucket, Prefix: "fleet", S3: getter,
+		Verifier: testVerifier{keys: []ed25519.PublicKey{f.pub}}, Registerer: f.reg, PollInterval: time.Second})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := c.Load(); err != nil {
+		f.t.Fatal(err)
+	}
+	return c
+}
+
+func (f *fixture) poll(c *Cache, want PollResult) {
+	f.t.Helper()
+	got, err := c.Poll(context.Background())
+	if got != want {
+		f.t.Fatalf("Poll = %s (%v), want %s", got, err, want)
+	}
+}
+
+func modelFor(t *testing.T, c *Cache, sensor, typ string) string {
+	t.Helper()
+	a, ok := c.Active().Resolve(sensor, typ)
+	if !ok {
+		return "builtin"
+	}
+	return fmt.Sprintf("%s=%v", a.Ref.ID(), a.Model)
+}
+
+func TestPickUpThenNotModified(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	vib := f.publish("vib", sign(f.priv, "vib-params-1"))
+	pump := f.publish("pump7", sign(f.priv, "pump7-params"))
+	other := f.publish("other", sign(f.priv, "other-edge"))
+	f.man.Promote(mm.Target{SensorType: "vibration"}, vib)
+	f.man.Promote(mm.Target{Sensor: "plant/pump-7/*"}, pump)
+	f.man.Promote(mm.Target{Edge: "edge-2"}, other)
+	f.writeManifest()
+
+	var changes atomic.Int64
+	c := f.cache(f.s3)
+	c.o.OnChange = func(*ActiveSet) { changes.Add(1) }
+	if got := modelFor(t, c, "plant/pump-7/vib", "vibration"); got != "builtin" {
+		t.Fatalf("before the first poll: %s, want builtin", got)
+	}
+	f.poll(c, Changed)
+	cases := []struct{ sensor, typ, want string }{
+		{"plant/pump-7/vib", "vibration", "pump7@2=pump7-params"}, // sensor glob beats type
+		{"plant/fan-1/vib", "vibration", "vib@1=vib-params-1"},
+		{"plant/fan-1/temp", "temperature", "builtin"}, // edge-2's model is not ours
+	}
+	for _, tc := range cases {
+		if got := modelFor(t, c, tc.sensor, tc.typ); got != tc.want {
+			t.Errorf("Resolve(%s, %s) = %s, want %s", tc.sensor, tc.typ, got, tc.want)
+		}
+	}
+	if changes.Load() != 1 {
+		t.Errorf("OnChange called %d times, want 1", changes.Load())
+	}
+	for _, ref := range []mm.Ref{vib, pump} {
+		if _, err := os.Stat(filepath.Join(f.dir, "artifacts", ref.SHA256)); err != nil {
+			t.Errorf("artifact %s not in the cache dir: %v", ref.ID(), err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "artifacts", other.SHA256)); err == nil {
+		t.Errorf("another edge's artifact was downloaded")
+	}
+
+	before := f.s3.calls.Load()
+	f.poll(c, NotModified)
+	f.poll(c, NotModified)
+	if n := f.s3.calls.Load() - before; n != 2 {
+		t.Errorf("two unchanged polls made %d GetObject calls, want 2 (manifest only)", n)
+	}
+	if v := testutil.ToFloat64(c.m.polls.WithLabelValues("not_modified")); v != 2 {
+		t.Errorf("not_modified polls metric = %v, want 2", v)
+	}
+	if v := testutil.ToFloat64(c.m.active.WithLabelValues("type=vibration", "vib")); v != 1 {
+		t.Errorf("active version metric = %v, want 1", v)
+	}
+
+	// A new version for one target downloads only that artifact.
+	vib2 := f.publish("vib", sign(f.priv, "vib-params-2"))
+	f.promote(mm.Target{SensorType: "vibration"}, vib2)
+	before = f.s3.calls.Load()
+	f.poll(c, Changed)
+	if n := f.s3.calls.Load() - before; n != 2 {
+		t.Errorf("one changed target made %d GetObject calls, want 2 (manifest + artifact)", n)
+	}
+	if got := modelFor(t, c, "plant/fan-1/vib", "vibration"); got != "vib@4=vib-params-2" {
+		t.Errorf("after promote: %s", got)
+	}
+}
+
+func TestTamperedArtifactRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tg := mm.Target{SensorType: "vibration"}
+	good := f.publish("vib", sign(f.priv, "good"))
+	f.promote(tg, good)
+	c := f.cache(f.s3)
+	f.poll(c, Changed)
+
+	// 1. Bytes changed after publishing: the manifest hash no longer matches.
+	bad := f.publish("vib", sign(f.priv, "v2"))
+	f.put(bad.Key, sign(f.priv, "v2 but altered"))
+	f.promote(tg, bad)
+	f.poll(c, Unchanged)
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1=good" {
+		t.Fatalf("after a tampered artifact: %s, want the previous model", got)
+	}
+	if v := testutil.ToFloat64(c.m.verifyFailures.WithLabelValues("hash")); v != 1 {
+		t.Errorf("hash failures = %v, want 1", v)
+	}
+
+	// 2. Correct hash, but signed by a key this edge does not trust.
+	_, rogue, _ := ed25519.GenerateKey(nil)
+	unsigned := f.publish("vib", sign(rogue, "rogue"))
+	f.promote(tg, unsigned)
+	f.poll(c, Unchanged)
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1=good" {
+		t.Fatalf("after an untrusted signature: %s, want the previous model", got)
+	}
+	if v := testutil.ToFloat64(c.m.verifyFailures.WithLabelValues("signature")); v != 1 {
+		t.Errorf("signature failures = %v, want 1", v)
+	}
+	for _, r := range []mm.Ref{bad, unsigned} {
+		if _, err := os.Stat(filepath.Join(f.dir, "artifacts", r.SHA256)); err == nil {
+			t.Errorf("refused artifact %s was written to the cache", r.ID())
+		}
+	}
+	// A refused artifact is not retried while the manifest is unchanged.
+	f.poll(c, NotModified)
+}
+
+func TestManifestRollback(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tg := mm.Target{}
+	v1 := f.publish("m", sign(f.priv, "one"))
+	v2 := f.publish("m", sign(f.priv, "two"))
+	c := f.cache(f.s3)
+	f.promote(tg, v1)
+	f.poll(c, Changed)
+	f.promote(tg, v2)
+	f.poll(c, Changed)
+	if got := modelFor(t, c, "s", "t"); got != "m@2=two" {
+		t.Fatalf("after promote: %s", got)
+	}
+	if _, _, err := f.man.Rollback(tg); err != nil {
+		t.Fatal(err)
+	}
+	f.writeManifest()
+	before := f.s3.calls.Load()
+	f.poll(c, Changed)
+	if got := modelFor(t, c, "s", "t"); got != "m@1=one" {
+		t.Fatalf("after rollback: %s, want m@1", got)
+	}
+	if n := f.s3.calls.Load() - before; n != 1 {
+		t.Errorf("rollback made %d GetObject calls, want 1: the old version is on disk", n)
+	}
+}
+
+func TestRestartOfflineScoresFromCache(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ref := f.publish("m", sign(f.priv, "cached"))
+	f.promote(mm.Target{SensorType: "current"}, ref)
+	c := f.cache(f.s3)
+	f.poll(c, Changed)
+
+	// Restart with S3 unreachable: a real client pointed at a closed port.
+	dead := testenv.NewS3Client(fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), "us-east-1", "x", "y")
+	c2 := f.cache(dead)
+	if got := modelFor(t, c2, "s", "current"); got != "m@1=cached" {
+		t.Fatalf("offline start: %s, want the cached model", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := c2.Poll(ctx); res != PollError || err == nil {
+		t.Fatalf("poll with S3 down = %s, %v; want an error", res, err)
+	}
+	if got := modelFor(t, c2, "s", "current"); got != "m@1=cached" {
+		t.Fatalf("after a failed poll: %s, want the cached model", got)
+	}
+}
+
+func TestCorruptCacheFileMovedAside(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tg := mm.Target{}
+	v1 := f.publish("m", sign(f.priv, "one"))
+	v2 := f.publish("m", sign(f.priv, "two"))
+	c := f.cache(f.s3)
+	f.promote(tg, v1)
+	f.poll(c, Changed)
+	f.promote(tg, v2)
+	f.poll(c, Changed)
+
+	path := filepath.Join(f.dir, "artifacts", v2.SHA256)
+	if err := os.WriteFile(path, []byte("bit rot"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c2 := f.cache(f.s3)
+	if got := modelFor(t, c2, "s", "t"); got != "m@1=one" {
+		t.Fatalf("after corrupting the active artifact: %s, want fallback to m@1", got)
+	}
+	q, _ := os.ReadDir(filepath.Join(f.dir, "quarantine"))
+	if len(q) != 1 {
+		t.Fatalf("quarantine holds %d files, want 1", len(q))
+	}
+	if v := testutil.ToFloat64(c2.m.verifyFailures.WithLabelValues("cache_corrupt")); v != 1 {
+		t.Errorf("cache_corrupt = %v, want 1", v)
+	}
+	// The next poll fetches the manifest in full and downloads v2 again.
+	f.poll(c2, Changed)
+	if got := modelFor(t, c2, "s", "t"); got != "m@2=two" {
+		t.Fatalf("after re-download: %s, want m@2", got)
+	}
+
+	// A corrupt state file is moved aside too; the agent starts empty.
+	if err := os.WriteFile(filepath.Join(f.dir, stateFile), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c3 := f.cache(f.s3)
+	if got := modelFor(t, c3, "s", "t"); got != "builtin" {
+		t.Fatalf("after a corrupt state file: %s, want builtin", got)
+	}
+	f.poll(c3, Changed)
+	if got := modelFor(t, c3, "s", "t"); got != "m@2=two" {
+		t.Fatalf("after recovery: %s", got)
+	}
+}
+
+func TestRejectFallsBackAndSticks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tg := mm.Target{SensorType: "flow"}
+	v1 := f.publish("m", sign(f.priv, "one"))
+	v2 := f.publish("m", sign(f.priv, "two"))
+	c := f.cache(f.s3)
+	f.promote(tg, v1)
+	f.poll(c, Changed)
+	f.promote(tg, v2)
+	f.poll(c, Changed)
+
+	c.Reject(tg, v2, "flagged 90 % of readings")
+	if got := modelFor(t, c, "s", "flow"); got != "m@1=one" {
+		t.Fatalf("after Reject: %s, want m@1", got)
+	}
+	if v := testutil.ToFloat64(c.m.rollbacks); v != 1 {
+		t.Errorf("rollbacks metric = %v", v)
+	}
+	// The manifest still names v2: neither a poll of a changed manifest
+	// nor a restart brings it back.
+	f.writeManifest()
+	f.poll(c, Unchanged)
+	if got := modelFor(t, c, "s", "flow"); got != "m@1=one" {
+		t.Fatalf("after poll: %s, want m@1", got)
+	}
+	c2 := f.cache(f.s3)
+	f.writeManifest()
+	f.poll(c2, Unchanged)
+	if got := modelFor(t, c2, "s", "flow"); got != "m@1=one" {
+		t.Fatalf("after restart: %s, want m@1", got)
+	}
+	// A fresh version is adopted again.
+	v3 := f.publish("m", sign(f.priv, "three"))
+	f.promote(tg, v3)
+	f.poll(c2, Changed)
+	if got := modelFor(t, c2, "s", "flow"); got != "m@3=three" {
+		t.Fatalf("after a new promote: %s, want m@3", got)
+	}
+}
