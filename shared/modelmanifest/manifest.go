@@ -171,8 +171,9 @@ func (t Target) Specificity() int {
 // Ref names one artifact.
 type Ref struct {
 	// Name and Version identify the model in the registry.
-	Name    string `json:"name"`
-	Version int    `json:"version"`
+	Name string `json:"name"`
+	// Version is the artifact's version string (e.g. "2026-11-26.1").
+	Version string `json:"version"`
 	// Kind is the detector kind from the artifact (e.g. "pca").
 	Kind string `json:"kind"`
 	// Key is the artifact's object key (content-addressed, see ArtifactKey).
@@ -186,7 +187,7 @@ type Ref struct {
 }
 
 // ID is "name@version", the form used in logs and metrics.
-func (r Ref) ID() string { return fmt.Sprintf("%s@%d", r.Name, r.Version) }
+func (r Ref) ID() string { return r.Name + "@" + r.Version }
 
 // Entry is what one target runs now and what it ran before.
 type Entry struct {
@@ -278,8 +279,8 @@ func (r Ref) validate() error {
 	if r.Name == "" {
 		errs = append(errs, errors.New("name is empty"))
 	}
-	if r.Version <= 0 {
-		errs = append(errs, fmt.Errorf("version %d, want > 0", r.Version))
+	if r.Version == "" {
+		errs = append(errs, errors.New("version is empty"))
 	}
 	if r.Key == "" {
 		errs = append(errs, errors.New("key is empty"))

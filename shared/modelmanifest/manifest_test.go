@@ -2,6 +2,7 @@ package modelmanifest
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 
 func ref(name string, v int, b byte) Ref {
 	sha := strings.Repeat(string("0123456789abcdef"[b%16]), 64)
-	return Ref{Name: name, Version: v, Kind: "ewma", Key: ArtifactKey("p/", sha), SHA256: sha, Size: 100,
+	return Ref{Name: name, Version: strconv.Itoa(v), Kind: "ewma", Key: ArtifactKey("p/", sha), SHA256: sha, Size: 100,
 		Promoted: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 }
 
@@ -75,11 +76,11 @@ func TestPromoteRollback(t *testing.T) {
 	}
 	m.Promote(tg, ref("m", 3, 3))
 	e, _ := m.Find(tg)
-	if e.Active.Version != 3 || len(e.Previous) != 2 || e.Previous[0].Version != 2 {
+	if e.Active.Version != "3" || len(e.Previous) != 2 || e.Previous[0].Version != "2" {
 		t.Fatalf("after promotes: %+v", e)
 	}
 	now, removed, err := m.Rollback(tg)
-	if err != nil || now.Version != 2 || removed.Version != 3 {
+	if err != nil || now.Version != "2" || removed.Version != "3" {
 		t.Fatalf("rollback = %v %v %v", now, removed, err)
 	}
 	if _, _, err := m.Rollback(tg); err != nil {
@@ -114,12 +115,12 @@ func TestPromoteRollback(t *testing.T) {
 var parseCases = []struct {
 	name, in, err string
 }{
-	{"ok", `{"schema":1,"generation":3,"updated":"2026-01-01T00:00:00Z","entries":[{"target":{"sensor_type":"t"},"active":{"name":"m","version":1,"kind":"k","key":"artifacts/sha256/` + strings.Repeat("a", 64) + `","sha256":"` + strings.Repeat("a", 64) + `","size":5,"promoted":"2026-01-01T00:00:00Z"}}]}`, ""},
+	{"ok", `{"schema":1,"generation":3,"updated":"2026-01-01T00:00:00Z","entries":[{"target":{"sensor_type":"t"},"active":{"name":"m","version":"1","kind":"k","key":"artifacts/sha256/` + strings.Repeat("a", 64) + `","sha256":"` + strings.Repeat("a", 64) + `","size":5,"promoted":"2026-01-01T00:00:00Z"}}]}`, ""},
 	{"future schema", `{"schema":2,"entries":[]}`, "schema 2"},
 	{"no schema", `{"entries":[]}`, "missing"},
 	{"unknown field", `{"schema":1,"entries":[],"colour":1}`, "unknown field"},
-	{"bad sha", `{"schema":1,"entries":[{"target":{},"active":{"name":"m","version":1,"key":"k","sha256":"XYZ","size":5}}]}`, "sha256"},
-	{"dup target", `{"schema":1,"entries":[{"target":{},"active":{"name":"m","version":1,"key":"k","sha256":"` + strings.Repeat("a", 64) + `","size":5}},{"target":{},"active":{"name":"m","version":1,"key":"k","sha256":"` + strings.Repeat("a", 64) + `","size":5}}]}`, "same target"},
+	{"bad sha", `{"schema":1,"entries":[{"target":{},"active":{"name":"m","version":"1","key":"k","sha256":"XYZ","size":5}}]}`, "sha256"},
+	{"dup target", `{"schema":1,"entries":[{"target":{},"active":{"name":"m","version":"1","key":"k","sha256":"` + strings.Repeat("a", 64) + `","size":5}},{"target":{},"active":{"name":"m","version":"1","key":"k","sha256":"` + strings.Repeat("a", 64) + `","size":5}}]}`, "same target"},
 	{"trailing", `{"schema":1,"entries":[]} {}`, "after top-level value"},
 	{"not json", `schema: 1`, "decode manifest"},
 }

@@ -12,6 +12,7 @@ package modelreg
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -28,6 +29,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartmaint/smartmaint/models"
+	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 )
 
@@ -37,7 +40,7 @@ var (
 	ErrNotFound = errors.New("model not found")
 	// ErrConflict means (name, version) is already published with other bytes.
 	ErrConflict = errors.New("model version already published with different content")
-	// ErrInvalid means the request itself is wrong (empty name, bad version).
+	// ErrInvalid means the request itself is wrong.
 	ErrInvalid = errors.New("invalid model request")
 )
 
@@ -65,21 +68,10 @@ type Registry struct {
 	now    func() time.Time
 }
 
-// Meta describes an artifact being published. Name, Version and Kind
-// should be the values inside the signed artifact.
-type Meta struct {
-	Name string
-	// Version > 0, or 0 to take the next free version of Name.
-	Version int
-	Kind    string
-	// Metrics is the evaluation summary as JSON (may be nil).
-	Metrics json.RawMessage
-}
-
 // Model is one registry row.
 type Model struct {
 	Name    string
-	Version int
+	Version string
 	Kind    string
 	SHA256  string
 	Size    int64
@@ -90,7 +82,9 @@ type Model struct {
 	State string
 	// Targets lists the target keys this model is active for.
 	Targets []string
-	Metrics json.RawMessage
+	// Training is the artifact's training record (window, rows, source,
+	// evaluation metrics) as JSON.
+	Training json.RawMessage
 }
 
 // New returns a registry over an S3 client (path-style for non-AWS
@@ -121,7 +115,7 @@ func New(client *s3.Client, pool *pgxpool.Pool, o Options) (*Registry, error) {
 const schemaSQL = `
 CREATE TABLE IF NOT EXISTS models (
     name       text NOT NULL CHECK (length(name) BETWEEN 1 AND 128),
-    version    integer NOT NULL CHECK (version > 0),
+    version    text NOT NULL CHECK (length(version) BETWEEN 1 AND 128),
     kind       text NOT NULL DEFAULT '',
     sha256     text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
     size       bigint NOT NULL CHECK (size > 0),
@@ -129,7 +123,7 @@ CREATE TABLE IF NOT EXISTS models (
     created    timestamptz NOT NULL DEFAULT now(),
     state      text NOT NULL DEFAULT 'published' CHECK (state IN ('published', 'active', 'retired')),
     targets    text[] NOT NULL DEFAULT '{}',
-    metrics    jsonb,
+    training   jsonb,
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS model_events (
@@ -138,7 +132,7 @@ CREATE TABLE IF NOT EXISTS model_events (
     action   text NOT NULL CHECK (action IN ('publish', 'promote', 'rollback')),
     target   text NOT NULL DEFAULT '',
     name     text NOT NULL,
-    version  integer NOT NULL,
+    version  text NOT NULL,
     detail   text NOT NULL DEFAULT ''
 );
 `
@@ -158,22 +152,38 @@ func (r *Registry) Init(ctx context.Context) error {
 // ManifestKey is the manifest's full object key.
 func (r *Registry) ManifestKey() string { return r.prefix + mm.ManifestKey }
 
-// Publish uploads the artifact under its content address (skipping the
-// upload when that object already exists) and records it. It does not
-// promote: edges see the model only after Promote.
-func (r *Registry) Publish(ctx context.Context, artifact []byte, meta Meta) (Model, error) {
-	if meta.Name == "" || len(meta.Name) > 128 {
-		return Model{}, fmt.Errorf("publish: name %q must be 1..128 characters: %w", meta.Name, ErrInvalid)
+// Publish verifies a signed artifact against trusted (the registry will
+// not publish what no edge would accept), uploads it under its content
+// address (skipping the upload when that object already exists) and
+// records it. It does not promote: edges see the model only after Promote.
+// Publishing the same bytes again is a no-op; other bytes under the same
+// name and version are refused with ErrConflict.
+func (r *Registry) Publish(ctx context.Context, data []byte, trusted []ed25519.PublicKey) (Model, error) {
+	am, _, err := artifact.Decode(data, trusted)
+	if err != nil {
+		return Model{}, fmt.Errorf("publish: %w", err)
 	}
-	if meta.Version < 0 {
-		return Model{}, fmt.Errorf("publish %s: version %d: %w", meta.Name, meta.Version, ErrInvalid)
+	if _, err := models.FromArtifact(am); err != nil {
+		return Model{}, fmt.Errorf("publish: %w", err)
 	}
-	if len(artifact) == 0 {
-		return Model{}, fmt.Errorf("publish %s: artifact is empty: %w", meta.Name, ErrInvalid)
+	training, err := json.Marshal(am.Training)
+	if err != nil {
+		return Model{}, fmt.Errorf("publish %s: %w", am.Ref(), err)
 	}
-	sum := sha256.Sum256(artifact)
+	sum := sha256.Sum256(data)
 	sha := hex.EncodeToString(sum[:])
 	key := mm.ArtifactKey(r.prefix, sha)
+	m := Model{Name: am.Name, Version: am.Version, Kind: am.Kind, SHA256: sha,
+		Size: int64(len(data)), Key: key, State: "published", Training: training}
+
+	var have string
+	err = r.db.QueryRow(ctx, `SELECT sha256 FROM models WHERE name = $1 AND version = $2`, m.Name, m.Version).Scan(&have)
+	switch {
+	case err == nil && have != sha:
+		return Model{}, fmt.Errorf("publish %s@%s: registered with sha256 %s, this artifact is %s: %w", m.Name, m.Version, have, sha, ErrConflict)
+	case err != nil && !errors.Is(err, pgx.ErrNoRows):
+		return Model{}, fmt.Errorf("publish %s@%s: %w", m.Name, m.Version, err)
+	}
 
 	// Artifact first: nothing refers to it until the manifest does.
 	exists, err := r.objectExists(ctx, key)
@@ -184,8 +194,8 @@ func (r *Registry) Publish(ctx context.Context, artifact []byte, meta Meta) (Mod
 		_, err := r.s3.PutObject(ctx, &s3.PutObjectInput{
 			Bucket:        aws.String(r.bucket),
 			Key:           aws.String(key),
-			Body:          bytes.NewReader(artifact),
-			ContentLength: aws.Int64(int64(len(artifact))),
+			Body:          bytes.NewReader(data),
+			ContentLength: aws.Int64(int64(len(data))),
 			ContentType:   aws.String("application/octet-stream"),
 		})
 		if err != nil {
@@ -193,36 +203,27 @@ func (r *Registry) Publish(ctx context.Context, artifact []byte, meta Meta) (Mod
 		}
 	}
 
-	m := Model{Name: meta.Name, Version: meta.Version, Kind: meta.Kind, SHA256: sha,
-		Size: int64(len(artifact)), Key: key, State: "published", Metrics: meta.Metrics}
 	err = pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
-		// Serialise version assignment per name.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('smartmaint.modelreg.name:' || $1))`, meta.Name); err != nil {
+		tag, err := tx.Exec(ctx, `INSERT INTO models (name, version, kind, sha256, size, key, created, training)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT (name, version) DO NOTHING`,
+			m.Name, m.Version, m.Kind, m.SHA256, m.Size, m.Key, r.now().UTC(), string(training))
+		if err != nil {
 			return err
 		}
-		if m.Version == 0 {
-			if err := tx.QueryRow(ctx, `SELECT COALESCE(max(version), 0) + 1 FROM models WHERE name = $1`, m.Name).Scan(&m.Version); err != nil {
+		if tag.RowsAffected() == 0 {
+			// Already there (a retry, or a concurrent publish): same bytes
+			// is fine, different bytes is a conflict.
+			if err := tx.QueryRow(ctx, `SELECT sha256, created, state, targets FROM models WHERE name = $1 AND version = $2`,
+				m.Name, m.Version).Scan(&have, &m.Created, &m.State, &m.Targets); err != nil {
 				return err
 			}
+			if have != sha {
+				return fmt.Errorf("registered with sha256 %s, this artifact is %s: %w", have, sha, ErrConflict)
+			}
+			return nil
 		}
-		var have string
-		err := tx.QueryRow(ctx, `SELECT sha256 FROM models WHERE name = $1 AND version = $2`, m.Name, m.Version).Scan(&have)
-		switch {
-		case err == nil && have == sha:
-			return tx.QueryRow(ctx, `SELECT created, state, targets FROM models WHERE name = $1 AND version = $2`,
-				m.Name, m.Version).Scan(&m.Created, &m.State, &m.Targets)
-		case err == nil:
-			return fmt.Errorf("%s@%d has sha256 %s, not %s: %w", m.Name, m.Version, have, sha, ErrConflict)
-		case !errors.Is(err, pgx.ErrNoRows):
-			return err
-		}
-		var metrics any
-		if len(m.Metrics) > 0 {
-			metrics = string(m.Metrics)
-		}
-		if err := tx.QueryRow(ctx, `INSERT INTO models (name, version, kind, sha256, size, key, created, metrics)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) RETURNING created, targets`,
-			m.Name, m.Version, m.Kind, m.SHA256, m.Size, m.Key, r.now().UTC(), metrics).Scan(&m.Created, &m.Targets); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT created, targets FROM models WHERE name = $1 AND version = $2`,
+			m.Name, m.Version).Scan(&m.Created, &m.Targets); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO model_events (at, action, name, version, detail) VALUES ($1, 'publish', $2, $3, $4)`,
@@ -230,41 +231,41 @@ func (r *Registry) Publish(ctx context.Context, artifact []byte, meta Meta) (Mod
 		return err
 	})
 	if err != nil {
-		return Model{}, fmt.Errorf("cannot record %s in the model registry: %w", meta.Name, err)
+		return Model{}, fmt.Errorf("cannot record %s@%s in the model registry: %w", m.Name, m.Version, err)
 	}
-	r.log.Info("model published", "model", fmt.Sprintf("%s@%d", m.Name, m.Version), "sha256", sha, "size", m.Size)
+	r.log.Info("model published", "model", m.Name+"@"+m.Version, "sha256", sha, "size", m.Size)
 	return m, nil
 }
 
 // Get returns one model.
-func (r *Registry) Get(ctx context.Context, name string, version int) (Model, error) {
+func (r *Registry) Get(ctx context.Context, name, version string) (Model, error) {
 	ms, err := r.list(ctx, `WHERE name = $1 AND version = $2`, name, version)
 	if err != nil {
 		return Model{}, err
 	}
 	if len(ms) == 0 {
-		return Model{}, fmt.Errorf("%s@%d: %w", name, version, ErrNotFound)
+		return Model{}, fmt.Errorf("%s@%s: %w", name, version, ErrNotFound)
 	}
 	return ms[0], nil
 }
 
-// List returns every model, newest version first within each name.
+// List returns every model, newest first within each name.
 func (r *Registry) List(ctx context.Context) ([]Model, error) {
 	return r.list(ctx, "")
 }
 
 func (r *Registry) list(ctx context.Context, where string, args ...any) ([]Model, error) {
-	rows, err := r.db.Query(ctx, `SELECT name, version, kind, sha256, size, key, created, state, targets, metrics
-		FROM models `+where+` ORDER BY name, version DESC`, args...)
+	rows, err := r.db.Query(ctx, `SELECT name, version, kind, sha256, size, key, created, state, targets, training
+		FROM models `+where+` ORDER BY name, created DESC, version DESC`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list models: %w", err)
 	}
 	ms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Model, error) {
 		var m Model
-		var metrics []byte
-		err := row.Scan(&m.Name, &m.Version, &m.Kind, &m.SHA256, &m.Size, &m.Key, &m.Created, &m.State, &m.Targets, &metrics)
-		if metrics != nil {
-			m.Metrics = json.RawMessage(metrics)
+		var training []byte
+		err := row.Scan(&m.Name, &m.Version, &m.Kind, &m.SHA256, &m.Size, &m.Key, &m.Created, &m.State, &m.Targets, &training)
+		if training != nil {
+			m.Training = json.RawMessage(training)
 		}
 		return m, err
 	})
@@ -283,7 +284,7 @@ func (r *Registry) Manifest(ctx context.Context) (*mm.Manifest, error) {
 
 // Promote makes name@version the active model for target and rewrites
 // the manifest. The model's artifact must already be published.
-func (r *Registry) Promote(ctx context.Context, target mm.Target, name string, version int) (mm.Ref, error) {
+func (r *Registry) Promote(ctx context.Context, target mm.Target, name, version string) (mm.Ref, error) {
 	model, err := r.Get(ctx, name, version)
 	if err != nil {
 		return mm.Ref{}, err
@@ -313,7 +314,7 @@ func (r *Registry) Rollback(ctx context.Context, target mm.Target) (now, removed
 			return "", "", e
 		}
 		return "rollback", "removed " + removed.ID(), nil
-	}, target, "", 0)
+	}, target, "", "")
 	if err != nil {
 		return mm.Ref{}, mm.Ref{}, fmt.Errorf("rollback %s: %w", target.Key(), err)
 	}
@@ -325,7 +326,7 @@ func (r *Registry) Rollback(ctx context.Context, target mm.Target) (now, removed
 // advisory lock, then brings the registry's state columns in line with
 // it and records the event, all in one transaction. edit returns the
 // action name and detail ("" action: nothing changed, nothing written).
-func (r *Registry) editManifest(ctx context.Context, edit func(*mm.Manifest) (string, string, error), target mm.Target, name string, version int) error {
+func (r *Registry) editManifest(ctx context.Context, edit func(*mm.Manifest) (string, string, error), target mm.Target, name, version string) error {
 	return pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, manifestLock); err != nil {
 			return fmt.Errorf("lock manifest: %w", err)
@@ -360,7 +361,7 @@ func (r *Registry) editManifest(ctx context.Context, edit func(*mm.Manifest) (st
 func syncStates(ctx context.Context, tx pgx.Tx, m *mm.Manifest) error {
 	type nv struct {
 		name    string
-		version int
+		version string
 	}
 	active := map[nv][]string{}
 	for _, e := range m.Entries {

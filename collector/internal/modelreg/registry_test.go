@@ -3,20 +3,44 @@ package modelreg
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartmaint/smartmaint/models"
+	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
+
+// signed trains a tiny real model and signs it.
+func signed(t *testing.T, priv ed25519.PrivateKey, name, version string, level float64) []byte {
+	t.Helper()
+	rows := make([][]float64, 50)
+	for i := range rows {
+		rows[i] = []float64{level + float64(i%3)}
+	}
+	m, err := models.Train(rows, models.TrainOptions{Kind: models.NameEWMA, Name: name, Version: version,
+		Sensors: []string{"s"}, Source: fmt.Sprintf("test-%v", level), Now: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := artifact.Encode(m, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
 
 func newRegistry(t *testing.T) (*Registry, testenv.S3Env) {
 	t.Helper()
@@ -59,28 +83,39 @@ func TestPublishPromoteRollback(t *testing.T) {
 	t.Parallel()
 	r, env := newRegistry(t)
 	ctx := context.Background()
-	a1, a2 := []byte("artifact one"), []byte("artifact two")
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	trusted := []ed25519.PublicKey{pub}
+	a1, a2 := signed(t, priv, "pump", "1", 10), signed(t, priv, "pump", "2", 20)
 
-	m1, err := r.Publish(ctx, a1, Meta{Name: "pump", Kind: "ewma", Metrics: []byte(`{"f1":0.9}`)})
+	m1, err := r.Publish(ctx, a1, trusted)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(a1)
-	if m1.Version != 1 || m1.SHA256 != hex.EncodeToString(sum[:]) || m1.Key != "fleet/artifacts/sha256/"+m1.SHA256 {
+	if m1.Name != "pump" || m1.Version != "1" || m1.Kind != models.NameEWMA || m1.SHA256 != hex.EncodeToString(sum[:]) || m1.Key != "fleet/artifacts/sha256/"+m1.SHA256 {
 		t.Fatalf("published model = %+v", m1)
 	}
 	if got := getObject(t, env, m1.Key); !bytes.Equal(got, a1) {
-		t.Fatalf("artifact in S3 = %q, want %q", got, a1)
+		t.Fatal("artifact in S3 differs from the published bytes")
 	}
 	// Same bytes again: idempotent. Other bytes for the same version: refused.
-	if again, err := r.Publish(ctx, a1, Meta{Name: "pump", Version: 1, Kind: "ewma"}); err != nil || again.Version != 1 {
+	if again, err := r.Publish(ctx, a1, trusted); err != nil || again.Version != "1" {
 		t.Fatalf("re-publish = %+v, %v", again, err)
 	}
-	if _, err := r.Publish(ctx, a2, Meta{Name: "pump", Version: 1}); !errors.Is(err, ErrConflict) {
+	if _, err := r.Publish(ctx, signed(t, priv, "pump", "1", 99), trusted); !errors.Is(err, ErrConflict) {
 		t.Fatalf("conflicting publish error = %v, want ErrConflict", err)
 	}
-	m2, err := r.Publish(ctx, a2, Meta{Name: "pump", Kind: "ewma"})
-	if err != nil || m2.Version != 2 {
+	// Untrusted or altered artifacts are not published.
+	_, rogue, _ := ed25519.GenerateKey(nil)
+	if _, err := r.Publish(ctx, signed(t, rogue, "pump", "9", 1), trusted); !errors.Is(err, artifact.ErrUntrusted) {
+		t.Fatalf("untrusted publish error = %v", err)
+	}
+	altered := bytes.Replace(a2, []byte(`"pump"`), []byte(`"pumq"`), 1)
+	if _, err := r.Publish(ctx, altered, trusted); !errors.Is(err, artifact.ErrTampered) {
+		t.Fatalf("altered publish error = %v", err)
+	}
+	m2, err := r.Publish(ctx, a2, trusted)
+	if err != nil || m2.Version != "2" {
 		t.Fatalf("second publish = %+v, %v", m2, err)
 	}
 
@@ -89,13 +124,13 @@ func TestPublishPromoteRollback(t *testing.T) {
 		t.Fatalf("manifest before promote = %+v, %v", m, err)
 	}
 	tg := mm.Target{SensorType: "vibration"}
-	if _, err := r.Promote(ctx, tg, "pump", 1); err != nil {
+	if _, err := r.Promote(ctx, tg, "pump", "1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Promote(ctx, tg, "pump", 2); err != nil {
+	if _, err := r.Promote(ctx, tg, "pump", "2"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Promote(ctx, tg, "pump", 7); !errors.Is(err, ErrNotFound) {
+	if _, err := r.Promote(ctx, tg, "pump", "7"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("promote of unknown version = %v, want ErrNotFound", err)
 	}
 	man, err := mm.Parse(getObject(t, env, "fleet/manifest.json"))
@@ -103,7 +138,7 @@ func TestPublishPromoteRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, ok := man.Find(tg)
-	if !ok || e.Active.Version != 2 || len(e.Previous) != 1 || e.Previous[0].Version != 1 || man.Generation != 2 {
+	if !ok || e.Active.Version != "2" || len(e.Previous) != 1 || e.Previous[0].Version != "1" || man.Generation != 2 {
 		t.Fatalf("manifest after promotes = %+v", man)
 	}
 	if e.Active.SHA256 != m2.SHA256 || e.Active.Size != int64(len(a2)) || e.Active.Key != m2.Key {
@@ -111,7 +146,7 @@ func TestPublishPromoteRollback(t *testing.T) {
 	}
 
 	now, removed, err := r.Rollback(ctx, tg)
-	if err != nil || now.Version != 1 || removed.Version != 2 {
+	if err != nil || now.Version != "1" || removed.Version != "2" {
 		t.Fatalf("rollback = %v, %v, %v", now, removed, err)
 	}
 	if _, _, err := r.Rollback(ctx, tg); !errors.Is(err, mm.ErrNoPrevious) {
@@ -122,7 +157,7 @@ func TestPublishPromoteRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	type row struct {
-		V       int
+		V       string
 		State   string
 		Targets []string
 	}
@@ -130,12 +165,12 @@ func TestPublishPromoteRollback(t *testing.T) {
 	for _, m := range list {
 		got = append(got, row{m.Version, m.State, m.Targets})
 	}
-	want := []row{{2, "retired", []string{}}, {1, "active", []string{"type=vibration"}}}
+	want := []row{{"2", "retired", []string{}}, {"1", "active", []string{"type=vibration"}}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("registry states (-want +got):\n%s", diff)
 	}
-	if string(list[1].Metrics) != `{"f1": 0.9}` {
-		t.Fatalf("metrics = %s", list[1].Metrics)
+	if !bytes.Contains(list[1].Training, []byte(`"train_alarm_rate"`)) {
+		t.Fatalf("training record = %s, want the artifact's metrics", list[1].Training)
 	}
 }
 
@@ -145,10 +180,11 @@ func TestManifestWriteIsConditional(t *testing.T) {
 	t.Parallel()
 	r, _ := newRegistry(t)
 	ctx := context.Background()
-	if _, err := r.Publish(ctx, []byte("x"), Meta{Name: "m"}); err != nil {
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	if _, err := r.Publish(ctx, signed(t, priv, "m", "1", 5), []ed25519.PublicKey{pub}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Promote(ctx, mm.Target{}, "m", 1); err != nil {
+	if _, err := r.Promote(ctx, mm.Target{}, "m", "1"); err != nil {
 		t.Fatal(err)
 	}
 	m, etag, err := r.readManifest(ctx)

@@ -17,7 +17,7 @@
 //	set := cache.Active()              // *ActiveSet, never nil; atomic load
 //	a, ok := set.Resolve(sensorID, sensorType)
 //	if !ok { /* score with the built-in detectors */ }
-//	// a.Model is the decoded artifact returned by the Verifier;
+//	// a.Model.Built builds the detectors (models.FromArtifact);
 //	// a.Ref.ID() ("name@version") is recorded with every score.
 //
 // Options.OnChange is called (from the Run goroutine) after every change of
@@ -29,6 +29,7 @@ package modelcache
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -49,14 +50,45 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/smartmaint/smartmaint/models"
+	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 )
 
 // Verifier checks an artifact's embedded SHA-256 and Ed25519 signature
 // against the trusted keys and decodes it. It must be safe for concurrent
-// use. The returned value is handed to the detect stage as Active.Model.
+// use. ArtifactVerifier is the production implementation.
 type Verifier interface {
-	Verify(data []byte) (any, error)
+	Verify(data []byte) (Model, error)
+}
+
+// Model is a verified, decoded artifact, ready for the detect stage.
+type Model struct {
+	// Payload is the artifact's content (kind, sensors, threshold,
+	// training window and metrics).
+	Payload *artifact.Model
+	// Built constructs the detectors (models.FromArtifact).
+	Built *models.Built
+}
+
+// ArtifactVerifier verifies with models/artifact.Decode against Trusted
+// and builds the detectors with models.FromArtifact, so a model whose
+// parameters the edge cannot run is refused before it is activated.
+type ArtifactVerifier struct {
+	Trusted []ed25519.PublicKey
+}
+
+// Verify implements Verifier.
+func (v ArtifactVerifier) Verify(data []byte) (Model, error) {
+	m, _, err := artifact.Decode(data, v.Trusted)
+	if err != nil {
+		return Model{}, err
+	}
+	b, err := models.FromArtifact(m)
+	if err != nil {
+		return Model{}, err
+	}
+	return Model{Payload: m, Built: b}, nil
 }
 
 // ObjectGetter is the one S3 call the cache makes (*s3.Client has it).
@@ -88,7 +120,7 @@ type Active struct {
 	Target mm.Target
 	Ref    mm.Ref
 	// Model is what the Verifier returned for the artifact.
-	Model any
+	Model Model
 	// Since is when this edge activated the ref.
 	Since time.Time
 }
@@ -393,13 +425,13 @@ func (c *Cache) apply(ctx context.Context, man *mm.Manifest) (bool, error) {
 				next.Entries = append(next.Entries, old)
 			} else if model != nil {
 				// errRejected with an older good ref from the manifest history.
-				next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: model, Since: time.Now()})
+				next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: *model, Since: time.Now()})
 				changed = true
 				c.remember(e.Target, ref)
 			}
 			continue
 		}
-		next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: model, Since: time.Now()})
+		next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: *model, Since: time.Now()})
 		changed = true
 		c.remember(e.Target, ref)
 		c.log.Info("model activated", "target", key, "model", ref.ID(), "sha256", ref.SHA256)
@@ -422,25 +454,28 @@ var errRejected = errors.New("model was rejected on this edge")
 
 // adopt returns the verified model for an entry: its active ref, or when
 // that ref is rejected here, the newest previous ref that is not.
-func (c *Cache) adopt(ctx context.Context, e mm.Entry) (any, mm.Ref, error) {
+func (c *Cache) adopt(ctx context.Context, e mm.Entry) (*Model, mm.Ref, error) {
 	if reason, bad := c.state.Rejected[e.Active.SHA256]; bad {
 		for _, p := range e.Previous {
 			if _, bad := c.state.Rejected[p.SHA256]; bad {
 				continue
 			}
 			if model, err := c.fetch(ctx, p); err == nil {
-				return model, p, fmt.Errorf("%s: %s: %w", e.Active.ID(), reason, errRejected)
+				return &model, p, fmt.Errorf("%s: %s: %w", e.Active.ID(), reason, errRejected)
 			}
 		}
 		return nil, mm.Ref{}, fmt.Errorf("%s: %s: %w", e.Active.ID(), reason, errRejected)
 	}
 	model, err := c.fetch(ctx, e.Active)
-	return model, e.Active, err
+	if err != nil {
+		return nil, e.Active, err
+	}
+	return &model, e.Active, nil
 }
 
 // fetch returns the verified model for ref from the cache directory or,
 // when absent or corrupt there, from S3.
-func (c *Cache) fetch(ctx context.Context, ref mm.Ref) (any, error) {
+func (c *Cache) fetch(ctx context.Context, ref mm.Ref) (Model, error) {
 	path := c.artifactPath(ref.SHA256)
 	if _, err := os.Stat(path); err == nil {
 		if model, err := c.loadCached(ref); err == nil {
@@ -449,59 +484,67 @@ func (c *Cache) fetch(ctx context.Context, ref mm.Ref) (any, error) {
 	}
 	if ref.Size > MaxArtifactSize {
 		c.m.verifyFailures.WithLabelValues("size").Inc()
-		return nil, fmt.Errorf("artifact %s is %d bytes, over the %d limit: %w", ref.ID(), ref.Size, MaxArtifactSize, ErrVerify)
+		return Model{}, fmt.Errorf("artifact %s is %d bytes, over the %d limit: %w", ref.ID(), ref.Size, MaxArtifactSize, ErrVerify)
 	}
 	out, err := c.o.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.o.Bucket), Key: aws.String(ref.Key)})
 	if err != nil {
-		return nil, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
+		return Model{}, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
 	}
 	data, err := readLimited(out.Body, MaxArtifactSize)
 	if err != nil {
-		return nil, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
+		return Model{}, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
 	}
 	model, err := c.check(ref, data)
 	if err != nil {
-		return nil, err
+		return Model{}, err
 	}
 	if err := writeFileAtomic(c.artifactDir(), ref.SHA256, data); err != nil {
-		return nil, fmt.Errorf("cache %s: %w", ref.ID(), err)
+		return Model{}, fmt.Errorf("cache %s: %w", ref.ID(), err)
 	}
 	return model, nil
 }
 
 // check verifies bytes against the manifest hash and the Verifier.
-func (c *Cache) check(ref mm.Ref, data []byte) (any, error) {
+func (c *Cache) check(ref mm.Ref, data []byte) (Model, error) {
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != ref.SHA256 {
 		c.m.verifyFailures.WithLabelValues("hash").Inc()
-		return nil, fmt.Errorf("%s: got sha256 %s, manifest says %s: %w", ref.ID(), got, ref.SHA256, ErrHashMismatch)
+		return Model{}, fmt.Errorf("%s: got sha256 %s, manifest says %s: %w", ref.ID(), got, ref.SHA256, ErrHashMismatch)
 	}
 	model, err := c.o.Verifier.Verify(data)
 	if err != nil {
 		c.m.verifyFailures.WithLabelValues("signature").Inc()
-		return nil, fmt.Errorf("%s: %w: %w", ref.ID(), ErrVerify, err)
+		return Model{}, fmt.Errorf("%s: %w: %w", ref.ID(), ErrVerify, err)
+	}
+	if p := model.Payload; p == nil || p.Name != ref.Name || p.Version != ref.Version {
+		c.m.verifyFailures.WithLabelValues("signature").Inc()
+		got := "nothing"
+		if p != nil {
+			got = p.Ref()
+		}
+		return Model{}, fmt.Errorf("manifest names %s but the signed artifact is %s: %w", ref.ID(), got, ErrVerify)
 	}
 	return model, nil
 }
 
 // loadCached verifies a cached artifact; a bad one is moved aside.
-func (c *Cache) loadCached(ref mm.Ref) (any, error) {
+func (c *Cache) loadCached(ref mm.Ref) (Model, error) {
 	path := c.artifactPath(ref.SHA256)
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read cached %s: %w", ref.ID(), err)
+		return Model{}, fmt.Errorf("read cached %s: %w", ref.ID(), err)
 	}
 	sum := sha256.Sum256(data)
 	if hex.EncodeToString(sum[:]) != ref.SHA256 {
 		c.m.verifyFailures.WithLabelValues("cache_corrupt").Inc()
 		c.quarantine(path, fmt.Sprintf("cached %s does not match its SHA-256", ref.ID()))
-		return nil, fmt.Errorf("cached %s: %w", ref.ID(), ErrHashMismatch)
+		return Model{}, fmt.Errorf("cached %s: %w", ref.ID(), ErrHashMismatch)
 	}
 	model, err := c.o.Verifier.Verify(data)
 	if err != nil {
 		c.m.verifyFailures.WithLabelValues("cache_corrupt").Inc()
 		c.quarantine(path, fmt.Sprintf("cached %s fails verification: %v", ref.ID(), err))
-		return nil, fmt.Errorf("cached %s: %w: %w", ref.ID(), ErrVerify, err)
+		return Model{}, fmt.Errorf("cached %s: %w: %w", ref.ID(), ErrVerify, err)
 	}
 	return model, nil
 }
@@ -591,7 +634,7 @@ func (c *Cache) publish(s *ActiveSet) {
 	c.active.Store(s)
 	c.m.active.Reset()
 	for _, a := range s.Entries {
-		c.m.active.WithLabelValues(a.Target.Key(), a.Ref.Name).Set(float64(a.Ref.Version))
+		c.m.active.WithLabelValues(a.Target.Key(), a.Ref.Name, a.Ref.Version).Set(1)
 	}
 	if c.o.OnChange != nil {
 		c.o.OnChange(s)

@@ -6,10 +6,10 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,30 +19,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/smartmaint/smartmaint/models"
+	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
-// testVerifier stands in for the models/artifact decoder inside this
-// package's tests: an artifact is a 64-byte Ed25519 signature followed by
-// the payload, and the decoded model is the payload as a string.
-type testVerifier struct{ keys []ed25519.PublicKey }
-
-func (v testVerifier) Verify(data []byte) (any, error) {
-	if len(data) < ed25519.SignatureSize {
-		return nil, errors.New("too short to be signed")
+// artifactBytes trains a small real model and signs it with priv.
+func artifactBytes(t *testing.T, priv ed25519.PrivateKey, name, version string) []byte {
+	t.Helper()
+	rows := make([][]float64, 50)
+	for i := range rows {
+		rows[i] = []float64{20 + float64(i%5)}
 	}
-	sig, payload := data[:ed25519.SignatureSize], data[ed25519.SignatureSize:]
-	for _, k := range v.keys {
-		if ed25519.Verify(k, payload, sig) {
-			return string(payload), nil
-		}
+	m, err := models.Train(rows, models.TrainOptions{Kind: models.NameEWMA, Name: name, Version: version,
+		Sensors: []string{"s"}, Now: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return nil, errors.New("signature does not match any trusted key")
-}
-
-func sign(priv ed25519.PrivateKey, payload string) []byte {
-	return append(ed25519.Sign(priv, []byte(payload)), payload...)
+	data, err := artifact.Encode(m, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // countingS3 counts GetObject calls per key on the real client.
@@ -95,15 +94,21 @@ func (f *fixture) put(key string, data []byte) {
 	}
 }
 
-// publish uploads an artifact (content-addressed) and returns its ref.
-func (f *fixture) publish(name string, artifact []byte) mm.Ref {
+// publish signs a new version of model name with priv (nil: the
+// trusted key), uploads it content-addressed and returns its ref.
+func (f *fixture) publish(name string, priv ed25519.PrivateKey) mm.Ref {
 	f.t.Helper()
-	sum := sha256.Sum256(artifact)
-	sha := hex.EncodeToString(sum[:])
+	if priv == nil {
+		priv = f.priv
+	}
 	f.version++
-	ref := mm.Ref{Name: name, Version: f.version, Kind: "test", Key: mm.ArtifactKey(prefix, sha), SHA256: sha,
-		Size: int64(len(artifact)), Promoted: time.Now().UTC().Truncate(time.Millisecond)}
-	f.put(ref.Key, artifact)
+	v := strconv.Itoa(f.version)
+	data := artifactBytes(f.t, priv, name, v)
+	sum := sha256.Sum256(data)
+	sha := hex.EncodeToString(sum[:])
+	ref := mm.Ref{Name: name, Version: v, Kind: models.NameEWMA, Key: mm.ArtifactKey(prefix, sha), SHA256: sha,
+		Size: int64(len(data)), Promoted: time.Now().UTC().Truncate(time.Millisecond)}
+	f.put(ref.Key, data)
 	return ref
 }
 
@@ -126,7 +131,7 @@ func (f *fixture) cache(getter ObjectGetter) *Cache {
 	f.t.Helper()
 	f.reg = prometheus.NewRegistry()
 	c, err := New(Options{EdgeID: "edge-1", Dir: f.dir, Bucket: f.env.Bucket, Prefix: "fleet", S3: getter,
-		Verifier: testVerifier{keys: []ed25519.PublicKey{f.pub}}, Registerer: f.reg, PollInterval: time.Second})
+		Verifier: ArtifactVerifier{Trusted: []ed25519.PublicKey{f.pub}}, Registerer: f.reg, PollInterval: time.Second})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -150,15 +155,18 @@ func modelFor(t *testing.T, c *Cache, sensor, typ string) string {
 	if !ok {
 		return "builtin"
 	}
-	return fmt.Sprintf("%s=%v", a.Ref.ID(), a.Model)
+	if a.Model.Built == nil || a.Model.Built.Ref != a.Ref.ID() {
+		t.Fatalf("active %s carries model %+v", a.Ref.ID(), a.Model.Built)
+	}
+	return a.Ref.ID()
 }
 
 func TestPickUpThenNotModified(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	vib := f.publish("vib", sign(f.priv, "vib-params-1"))
-	pump := f.publish("pump7", sign(f.priv, "pump7-params"))
-	other := f.publish("other", sign(f.priv, "other-edge"))
+	vib := f.publish("vib", nil)
+	pump := f.publish("pump7", nil)
+	other := f.publish("other", nil)
 	f.man.Promote(mm.Target{SensorType: "vibration"}, vib)
 	f.man.Promote(mm.Target{Sensor: "plant/pump-7/*"}, pump)
 	f.man.Promote(mm.Target{Edge: "edge-2"}, other)
@@ -172,8 +180,8 @@ func TestPickUpThenNotModified(t *testing.T) {
 	}
 	f.poll(c, Changed)
 	cases := []struct{ sensor, typ, want string }{
-		{"plant/pump-7/vib", "vibration", "pump7@2=pump7-params"}, // sensor glob beats type
-		{"plant/fan-1/vib", "vibration", "vib@1=vib-params-1"},
+		{"plant/pump-7/vib", "vibration", "pump7@2"}, // sensor glob beats type
+		{"plant/fan-1/vib", "vibration", "vib@1"},
 		{"plant/fan-1/temp", "temperature", "builtin"}, // edge-2's model is not ours
 	}
 	for _, tc := range cases {
@@ -202,19 +210,19 @@ func TestPickUpThenNotModified(t *testing.T) {
 	if v := testutil.ToFloat64(c.m.polls.WithLabelValues("not_modified")); v != 2 {
 		t.Errorf("not_modified polls metric = %v, want 2", v)
 	}
-	if v := testutil.ToFloat64(c.m.active.WithLabelValues("type=vibration", "vib")); v != 1 {
+	if v := testutil.ToFloat64(c.m.active.WithLabelValues("type=vibration", "vib", "1")); v != 1 {
 		t.Errorf("active version metric = %v, want 1", v)
 	}
 
 	// A new version for one target downloads only that artifact.
-	vib2 := f.publish("vib", sign(f.priv, "vib-params-2"))
+	vib2 := f.publish("vib", nil)
 	f.promote(mm.Target{SensorType: "vibration"}, vib2)
 	before = f.s3.calls.Load()
 	f.poll(c, Changed)
 	if n := f.s3.calls.Load() - before; n != 2 {
 		t.Errorf("one changed target made %d GetObject calls, want 2 (manifest + artifact)", n)
 	}
-	if got := modelFor(t, c, "plant/fan-1/vib", "vibration"); got != "vib@4=vib-params-2" {
+	if got := modelFor(t, c, "plant/fan-1/vib", "vibration"); got != "vib@4" {
 		t.Errorf("after promote: %s", got)
 	}
 }
@@ -223,17 +231,17 @@ func TestTamperedArtifactRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tg := mm.Target{SensorType: "vibration"}
-	good := f.publish("vib", sign(f.priv, "good"))
+	good := f.publish("vib", nil)
 	f.promote(tg, good)
 	c := f.cache(f.s3)
 	f.poll(c, Changed)
 
 	// 1. Bytes changed after publishing: the manifest hash no longer matches.
-	bad := f.publish("vib", sign(f.priv, "v2"))
-	f.put(bad.Key, sign(f.priv, "v2 but altered"))
+	bad := f.publish("vib", nil)
+	f.put(bad.Key, artifactBytes(t, f.priv, "vib", "altered"))
 	f.promote(tg, bad)
 	f.poll(c, Unchanged)
-	if got := modelFor(t, c, "s", "vibration"); got != "vib@1=good" {
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1" {
 		t.Fatalf("after a tampered artifact: %s, want the previous model", got)
 	}
 	if v := testutil.ToFloat64(c.m.verifyFailures.WithLabelValues("hash")); v != 1 {
@@ -242,10 +250,10 @@ func TestTamperedArtifactRefused(t *testing.T) {
 
 	// 2. Correct hash, but signed by a key this edge does not trust.
 	_, rogue, _ := ed25519.GenerateKey(nil)
-	unsigned := f.publish("vib", sign(rogue, "rogue"))
+	unsigned := f.publish("vib", rogue)
 	f.promote(tg, unsigned)
 	f.poll(c, Unchanged)
-	if got := modelFor(t, c, "s", "vibration"); got != "vib@1=good" {
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1" {
 		t.Fatalf("after an untrusted signature: %s, want the previous model", got)
 	}
 	if v := testutil.ToFloat64(c.m.verifyFailures.WithLabelValues("signature")); v != 1 {
@@ -256,6 +264,15 @@ func TestTamperedArtifactRefused(t *testing.T) {
 			t.Errorf("refused artifact %s was written to the cache", r.ID())
 		}
 	}
+	// 3. Trusted signature and matching hash, but not the model the
+	// manifest names (an old artifact replayed under a new name).
+	swapped := f.publish("vib", nil)
+	swapped.Version = "42"
+	f.promote(tg, swapped)
+	f.poll(c, Unchanged)
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1" {
+		t.Fatalf("after a swapped artifact: %s, want the previous model", got)
+	}
 	// A refused artifact is not retried while the manifest is unchanged.
 	f.poll(c, NotModified)
 }
@@ -264,14 +281,14 @@ func TestManifestRollback(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tg := mm.Target{}
-	v1 := f.publish("m", sign(f.priv, "one"))
-	v2 := f.publish("m", sign(f.priv, "two"))
+	v1 := f.publish("m", nil)
+	v2 := f.publish("m", nil)
 	c := f.cache(f.s3)
 	f.promote(tg, v1)
 	f.poll(c, Changed)
 	f.promote(tg, v2)
 	f.poll(c, Changed)
-	if got := modelFor(t, c, "s", "t"); got != "m@2=two" {
+	if got := modelFor(t, c, "s", "t"); got != "m@2" {
 		t.Fatalf("after promote: %s", got)
 	}
 	if _, _, err := f.man.Rollback(tg); err != nil {
@@ -280,7 +297,7 @@ func TestManifestRollback(t *testing.T) {
 	f.writeManifest()
 	before := f.s3.calls.Load()
 	f.poll(c, Changed)
-	if got := modelFor(t, c, "s", "t"); got != "m@1=one" {
+	if got := modelFor(t, c, "s", "t"); got != "m@1" {
 		t.Fatalf("after rollback: %s, want m@1", got)
 	}
 	if n := f.s3.calls.Load() - before; n != 1 {
@@ -291,7 +308,7 @@ func TestManifestRollback(t *testing.T) {
 func TestRestartOfflineScoresFromCache(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	ref := f.publish("m", sign(f.priv, "cached"))
+	ref := f.publish("m", nil)
 	f.promote(mm.Target{SensorType: "current"}, ref)
 	c := f.cache(f.s3)
 	f.poll(c, Changed)
@@ -299,7 +316,7 @@ func TestRestartOfflineScoresFromCache(t *testing.T) {
 	// Restart with S3 unreachable: a real client pointed at a closed port.
 	dead := testenv.NewS3Client(fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t)), "us-east-1", "x", "y")
 	c2 := f.cache(dead)
-	if got := modelFor(t, c2, "s", "current"); got != "m@1=cached" {
+	if got := modelFor(t, c2, "s", "current"); got != "m@1" {
 		t.Fatalf("offline start: %s, want the cached model", got)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -307,7 +324,7 @@ func TestRestartOfflineScoresFromCache(t *testing.T) {
 	if res, err := c2.Poll(ctx); res != PollError || err == nil {
 		t.Fatalf("poll with S3 down = %s, %v; want an error", res, err)
 	}
-	if got := modelFor(t, c2, "s", "current"); got != "m@1=cached" {
+	if got := modelFor(t, c2, "s", "current"); got != "m@1" {
 		t.Fatalf("after a failed poll: %s, want the cached model", got)
 	}
 }
@@ -316,8 +333,8 @@ func TestCorruptCacheFileMovedAside(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tg := mm.Target{}
-	v1 := f.publish("m", sign(f.priv, "one"))
-	v2 := f.publish("m", sign(f.priv, "two"))
+	v1 := f.publish("m", nil)
+	v2 := f.publish("m", nil)
 	c := f.cache(f.s3)
 	f.promote(tg, v1)
 	f.poll(c, Changed)
@@ -329,7 +346,7 @@ func TestCorruptCacheFileMovedAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2 := f.cache(f.s3)
-	if got := modelFor(t, c2, "s", "t"); got != "m@1=one" {
+	if got := modelFor(t, c2, "s", "t"); got != "m@1" {
 		t.Fatalf("after corrupting the active artifact: %s, want fallback to m@1", got)
 	}
 	q, _ := os.ReadDir(filepath.Join(f.dir, "quarantine"))
@@ -341,7 +358,7 @@ func TestCorruptCacheFileMovedAside(t *testing.T) {
 	}
 	// The next poll fetches the manifest in full and downloads v2 again.
 	f.poll(c2, Changed)
-	if got := modelFor(t, c2, "s", "t"); got != "m@2=two" {
+	if got := modelFor(t, c2, "s", "t"); got != "m@2" {
 		t.Fatalf("after re-download: %s, want m@2", got)
 	}
 
@@ -354,7 +371,7 @@ func TestCorruptCacheFileMovedAside(t *testing.T) {
 		t.Fatalf("after a corrupt state file: %s, want builtin", got)
 	}
 	f.poll(c3, Changed)
-	if got := modelFor(t, c3, "s", "t"); got != "m@2=two" {
+	if got := modelFor(t, c3, "s", "t"); got != "m@2" {
 		t.Fatalf("after recovery: %s", got)
 	}
 }
@@ -363,8 +380,8 @@ func TestRejectFallsBackAndSticks(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	tg := mm.Target{SensorType: "flow"}
-	v1 := f.publish("m", sign(f.priv, "one"))
-	v2 := f.publish("m", sign(f.priv, "two"))
+	v1 := f.publish("m", nil)
+	v2 := f.publish("m", nil)
 	c := f.cache(f.s3)
 	f.promote(tg, v1)
 	f.poll(c, Changed)
@@ -372,7 +389,7 @@ func TestRejectFallsBackAndSticks(t *testing.T) {
 	f.poll(c, Changed)
 
 	c.Reject(tg, v2, "flagged 90 % of readings")
-	if got := modelFor(t, c, "s", "flow"); got != "m@1=one" {
+	if got := modelFor(t, c, "s", "flow"); got != "m@1" {
 		t.Fatalf("after Reject: %s, want m@1", got)
 	}
 	if v := testutil.ToFloat64(c.m.rollbacks); v != 1 {
@@ -382,20 +399,20 @@ func TestRejectFallsBackAndSticks(t *testing.T) {
 	// nor a restart brings it back.
 	f.writeManifest()
 	f.poll(c, Unchanged)
-	if got := modelFor(t, c, "s", "flow"); got != "m@1=one" {
+	if got := modelFor(t, c, "s", "flow"); got != "m@1" {
 		t.Fatalf("after poll: %s, want m@1", got)
 	}
 	c2 := f.cache(f.s3)
 	f.writeManifest()
 	f.poll(c2, Unchanged)
-	if got := modelFor(t, c2, "s", "flow"); got != "m@1=one" {
+	if got := modelFor(t, c2, "s", "flow"); got != "m@1" {
 		t.Fatalf("after restart: %s, want m@1", got)
 	}
 	// A fresh version is adopted again.
-	v3 := f.publish("m", sign(f.priv, "three"))
+	v3 := f.publish("m", nil)
 	f.promote(tg, v3)
 	f.poll(c2, Changed)
-	if got := modelFor(t, c2, "s", "flow"); got != "m@3=three" {
+	if got := modelFor(t, c2, "s", "flow"); got != "m@3" {
 		t.Fatalf("after a new promote: %s, want m@3", got)
 	}
 }

@@ -4,13 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/smartmaint/smartmaint/models/artifact"
 )
 
 // Config is the `models:` section of the edge configuration. With an
@@ -41,8 +42,9 @@ type Config struct {
 	// CacheDir holds verified artifacts and the last good state. Empty
 	// means <data_dir>/models, filled in by the caller.
 	CacheDir string `yaml:"cache_dir"`
-	// TrustedKeys are base64 (standard encoding) Ed25519 public keys;
-	// an artifact signed by any other key is refused.
+	// TrustedKeys are Ed25519 public keys ("ed25519:" + standard base64,
+	// as in public key files); an artifact signed by any other key is
+	// refused. Public keys are not secrets, so they may be inline.
 	TrustedKeys []string `yaml:"trusted_keys"`
 	// Guard rolls back a new model that flags too much at first.
 	Guard GuardPolicy `yaml:"guard"`
@@ -115,16 +117,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ParsePublicKey decodes a base64 Ed25519 public key.
+// ParsePublicKey decodes a trusted key as written in the config: the
+// standard base64 of the 32-byte Ed25519 key, optionally prefixed
+// "ed25519:" (the form of public key files, models/artifact/FORMAT.md).
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
-	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("not base64: %w", err)
-	}
-	if len(b) != ed25519.PublicKeySize {
-		return nil, fmt.Errorf("%d bytes, an Ed25519 public key has %d", len(b), ed25519.PublicKeySize)
-	}
-	return ed25519.PublicKey(b), nil
+	return artifact.ParsePublicKey([]byte(strings.TrimSpace(s)))
 }
 
 // PublicKeys decodes TrustedKeys (call Validate first).

@@ -30,7 +30,7 @@ func TestConfigValidate(t *testing.T) {
 			c.CacheDir = ""
 			c.TrustedKeys = []string{"not base64!", base64.StdEncoding.EncodeToString([]byte("short"))}
 			c.Guard.MaxFlagShare = 0
-		}, []string{"models.endpoint", "models.poll_interval", "models.cache_dir", "models.trusted_keys[0]: not base64", "models.trusted_keys[1]: 5 bytes", "models.guard: max_flag_share"}},
+		}, []string{"models.endpoint", "models.poll_interval", "models.cache_dir", "models.trusted_keys[0]: public key", "models.trusted_keys[1]: public key", "models.guard: max_flag_share"}},
 		{"credentials in URL", func(c *Config) { c.Endpoint = "https://AKIA:secret@s3.example" }, []string{"must not be in the URL"}},
 		{"no trusted keys", func(c *Config) { c.TrustedKeys = nil }, []string{"models.trusted_keys: is empty"}},
 	}

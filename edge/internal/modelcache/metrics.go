@@ -17,9 +17,9 @@ func newMetrics(reg prometheus.Registerer) metrics {
 			Help: "Model manifest polls by result (not_modified, changed, unchanged, error).",
 		}, []string{"result"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "smartmaint_edge_model_active_version",
-			Help: "Version of the model active for each target (absent: built-in detectors).",
-		}, []string{"target", "model"}),
+			Name: "smartmaint_edge_model_active",
+			Help: "1 for the model and version active for each target (no series: built-in detectors).",
+		}, []string{"target", "model", "version"}),
 		verifyFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smartmaint_edge_model_verify_failures_total",
 			Help: "Model artifacts refused, by reason (hash, signature, size, cache_corrupt).",
