@@ -92,7 +92,6 @@ func ReadCSV(r io.Reader, name string, progress func(rows int)) (*Table, error) 
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -101,6 +100,7 @@ func ReadCSV(r io.Reader, name string, progress func(rows int)) (*Table, error) 
 			}
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
+		line, _ := cr.FieldPos(0) // only valid after a successful Read
 		if len(rec) != w+1 {
 			t.skip("%s:%d: %d fields, header has %d", name, line, len(rec), w+1)
 			continue
