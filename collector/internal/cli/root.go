@@ -67,6 +67,7 @@ serves the operations API.`,
 	root.SetErr(stdio.Err)
 	root.AddCommand(
 		newVersionCmd(stdio),
+		newModelsCmd(stdio),
 	)
 	return root
 }

@@ -1,6 +1,8 @@
 package modelreg
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -53,13 +55,24 @@ func parseCSVTime(s string) (int64, error) {
 
 // ReadCSV reads training data in the `sm-edge score` input format: a
 // header line, the timestamp in the first column, one numeric column per
-// sensor. Empty, "nan" and "null" cells are missing values. A cell that
+// sensor, separated by ',' or ';'. Empty, "nan" and "null" cells are missing values. A cell that
 // is not a number becomes missing and a row with a bad timestamp or out
 // of time order is dropped; both are listed in Table.Skipped with
 // name:line so the rest of the file is still used. progress, if not nil,
 // is called every 100 000 rows.
 func ReadCSV(r io.Reader, name string, progress func(rows int)) (*Table, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	cr := csv.NewReader(br)
+	// The delimiter (',' or ';') is detected from the header, as in
+	// `sm-edge score`.
+	if head, _ := br.Peek(br.Size()); len(head) > 0 {
+		if i := bytes.IndexByte(head, '\n'); i >= 0 {
+			head = head[:i]
+		}
+		if bytes.Count(head, []byte(";")) > bytes.Count(head, []byte(",")) {
+			cr.Comma = ';'
+		}
+	}
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	head, err := cr.Read()

@@ -34,6 +34,8 @@ var csvCases = []struct {
 			`in.csv:5: timestamp 2026-01-01T00:00:01Z is not after the previous row`,
 			`in.csv:6: 3 fields, header has 2`,
 		}},
+	{name: "semicolons", in: "time;a\n2026-01-01T00:00:00Z;1.5\n",
+		want: &Table{Sensors: []string{"a"}, Times: []int64{1767225600e9}, Rows: [][]float64{{1.5}}}},
 	{name: "empty", in: "", err: "in.csv: empty file"},
 	{name: "header only timestamp", in: "time\n", err: "in.csv:1: header has 1 column"},
 	{name: "duplicate column", in: "t,a,a\n", err: `column "a" appears twice`},
