@@ -176,9 +176,9 @@ models.trusted_keys.`,
 func newModelsTrainCmd(stdio IO, rf *registryFlags) *cobra.Command {
 	var (
 		csvFile, kind, name, ver, sensorType, out, keyFile string
-		sensors                                           []string
-		from, to                                          string
-		step                                              time.Duration
+		sensors                                            []string
+		from, to                                           string
+		step                                               time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "train",
@@ -521,8 +521,8 @@ target that matches a sensor wins on the edge.`,
 func newModelsRollbackCmd(stdio IO, rf *registryFlags) *cobra.Command {
 	var target string
 	cmd := &cobra.Command{
-		Use:   "rollback",
-		Short: "Put a target back on the model it ran before",
+		Use:     "rollback",
+		Short:   "Put a target back on the model it ran before",
 		Example: `  sm-collector models rollback --target type=vibration`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
