@@ -101,6 +101,10 @@ type ObjectGetter interface {
 // large multivariate model is a few MiB.
 const MaxArtifactSize = 64 << 20
 
+// pollTimeout bounds one poll including downloads: at 1 Mbit/s a
+// 64 MiB artifact takes about 9 minutes, so a poll never hangs past that.
+const pollTimeout = 10 * time.Minute
+
 // keepPerTarget is how many verified versions per target stay on disk:
 // the active one and two to fall back to.
 const keepPerTarget = 3
@@ -184,8 +188,13 @@ type Cache struct {
 	m      metrics
 	active atomic.Pointer[ActiveSet]
 
-	mu    sync.Mutex // serialises poll, reject and state writes
-	state diskState
+	// pollMu serialises Load and Poll (network and downloads happen
+	// under it); mu guards state and publishing and is never held during
+	// network I/O, so Reject (called by the detect stage) never waits
+	// for a download.
+	pollMu sync.Mutex
+	mu     sync.Mutex
+	state  diskState
 }
 
 // diskState is state.json in the cache directory.
@@ -265,6 +274,8 @@ func (c *Cache) Run(ctx context.Context) error {
 // corrupt files aside and publishes the resulting set. It is what lets
 // the edge start scoring with S3 unreachable.
 func (c *Cache) Load() error {
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, d := range []string{c.o.Dir, c.artifactDir(), c.quarantineDir()} {
@@ -344,8 +355,10 @@ const (
 // their hash or signature are refused and counted; their targets keep
 // their previous model. Load must have been called (Run does).
 func (c *Cache) Poll(ctx context.Context) (PollResult, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.pollMu.Lock()
+	defer c.pollMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
+	defer cancel()
 	res, err := c.poll(ctx)
 	c.m.polls.WithLabelValues(string(res)).Inc()
 	return res, err
@@ -357,8 +370,11 @@ func (c *Cache) poll(ctx context.Context) (PollResult, error) {
 	}
 	key := c.o.Prefix + mm.ManifestKey
 	in := &s3.GetObjectInput{Bucket: aws.String(c.o.Bucket), Key: aws.String(key)}
-	if c.state.ETag != "" {
-		in.IfNoneMatch = aws.String(c.state.ETag)
+	c.mu.Lock()
+	etag := c.state.ETag
+	c.mu.Unlock()
+	if etag != "" {
+		in.IfNoneMatch = aws.String(etag)
 	}
 	out, err := c.o.S3.GetObject(ctx, in)
 	if err != nil {
@@ -377,10 +393,13 @@ func (c *Cache) poll(ctx context.Context) (PollResult, error) {
 		return PollError, fmt.Errorf("manifest s3://%s/%s: %w", c.o.Bucket, key, err)
 	}
 	changed, transient := c.apply(ctx, man)
+	c.mu.Lock()
 	if transient == nil {
 		c.state.ETag = aws.ToString(out.ETag)
 	}
-	if err := c.saveState(); err != nil {
+	err = c.saveState()
+	c.mu.Unlock()
+	if err != nil {
 		return PollError, err
 	}
 	if transient != nil {
@@ -396,45 +415,102 @@ func (c *Cache) poll(ctx context.Context) (PollResult, error) {
 // Refused artifacts leave their target on its previous model. It returns
 // whether the active set changed and the first transient (retryable)
 // error, after which the manifest is fetched again next poll.
+//
+// It runs in three steps so that mu is not held while downloading: plan
+// (under mu), fetch (no lock), commit (under mu, re-checking refusals that
+// Reject recorded meanwhile).
 func (c *Cache) apply(ctx context.Context, man *mm.Manifest) (bool, error) {
+	type job struct {
+		entry mm.Entry
+		// candidates in order of preference: the active ref, or when it
+		// is rejected here, the previous refs that are not.
+		candidates []mm.Ref
+		rejected   string // why the active ref is refused, if it is
+		model      *Model
+		ref        mm.Ref
+		err        error
+	}
+	entries := man.ForEdge(c.o.EdgeID)
+
+	// 1. Plan.
+	c.mu.Lock()
 	cur := map[string]Active{}
+	for _, a := range c.Active().Entries {
+		cur[a.Target.Key()] = a
+	}
+	jobs := make([]*job, 0, len(entries))
+	for _, e := range entries {
+		j := &job{entry: e}
+		if old, had := cur[e.Target.Key()]; had && old.Ref.SHA256 == e.Active.SHA256 && old.Ref.ID() == e.Active.ID() {
+			j.model, j.ref = &old.Model, old.Ref // unchanged
+		} else if reason, bad := c.state.Rejected[e.Active.SHA256]; bad {
+			j.rejected = reason
+			for _, p := range e.Previous {
+				if _, bad := c.state.Rejected[p.SHA256]; !bad {
+					j.candidates = append(j.candidates, p)
+				}
+			}
+		} else {
+			j.candidates = []mm.Ref{e.Active}
+		}
+		jobs = append(jobs, j)
+	}
+	c.mu.Unlock()
+
+	// 2. Fetch and verify, without the lock.
+	var transient error
+	for _, j := range jobs {
+		for _, ref := range j.candidates {
+			model, err := c.fetch(ctx, ref)
+			if err == nil {
+				j.model, j.ref = &model, ref
+				break
+			}
+			if j.rejected == "" {
+				j.err = err
+				if !errors.Is(err, ErrHashMismatch) && !errors.Is(err, ErrVerify) && transient == nil {
+					transient = err
+				}
+			}
+		}
+	}
+
+	// 3. Commit.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur = map[string]Active{}
 	for _, a := range c.Active().Entries {
 		cur[a.Target.Key()] = a
 	}
 	next := &ActiveSet{}
 	seen := map[string]bool{}
 	changed := false
-	var transient error
-	for _, e := range man.ForEdge(c.o.EdgeID) {
-		key := e.Target.Key()
+	for _, j := range jobs {
+		key := j.entry.Target.Key()
 		seen[key] = true
 		old, had := cur[key]
-		if had && old.Ref.SHA256 == e.Active.SHA256 && old.Ref.ID() == e.Active.ID() {
-			next.Entries = append(next.Entries, old)
-			continue
+		if j.err != nil {
+			c.log.Error("model refused; target keeps its previous model", "target", key, "model", j.entry.Active.ID(), "err", j.err)
 		}
-		model, ref, err := c.adopt(ctx, e)
-		if err != nil {
-			if !errors.Is(err, ErrHashMismatch) && !errors.Is(err, ErrVerify) && !errors.Is(err, errRejected) && transient == nil {
-				transient = err
-			}
-			if !errors.Is(err, errRejected) {
-				c.log.Error("model refused; target keeps its previous model", "target", key, "model", e.Active.ID(), "err", err)
-			}
+		_, nowRejected := c.state.Rejected[j.ref.SHA256]
+		switch {
+		case j.model == nil || nowRejected:
 			if had {
 				next.Entries = append(next.Entries, old)
-			} else if model != nil {
-				// errRejected with an older good ref from the manifest history.
-				next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: *model, Since: time.Now()})
-				changed = true
-				c.remember(e.Target, ref)
 			}
-			continue
+		case had && old.Ref.SHA256 == j.ref.SHA256 && old.Ref.ID() == j.ref.ID():
+			next.Entries = append(next.Entries, old)
+		default:
+			next.Entries = append(next.Entries, Active{Target: j.entry.Target, Ref: j.ref, Model: *j.model, Since: time.Now()})
+			changed = true
+			c.remember(j.entry.Target, j.ref)
+			if j.rejected != "" {
+				c.log.Warn("manifest names a model rejected on this edge; running an earlier version", "target", key,
+					"rejected", j.entry.Active.ID(), "running", j.ref.ID())
+			} else {
+				c.log.Info("model activated", "target", key, "model", j.ref.ID(), "sha256", j.ref.SHA256)
+			}
 		}
-		next.Entries = append(next.Entries, Active{Target: e.Target, Ref: ref, Model: *model, Since: time.Now()})
-		changed = true
-		c.remember(e.Target, ref)
-		c.log.Info("model activated", "target", key, "model", ref.ID(), "sha256", ref.SHA256)
 	}
 	for key := range cur {
 		if !seen[key] {
@@ -448,29 +524,6 @@ func (c *Cache) apply(ctx context.Context, man *mm.Manifest) (bool, error) {
 		c.gc()
 	}
 	return changed, transient
-}
-
-var errRejected = errors.New("model was rejected on this edge")
-
-// adopt returns the verified model for an entry: its active ref, or when
-// that ref is rejected here, the newest previous ref that is not.
-func (c *Cache) adopt(ctx context.Context, e mm.Entry) (*Model, mm.Ref, error) {
-	if reason, bad := c.state.Rejected[e.Active.SHA256]; bad {
-		for _, p := range e.Previous {
-			if _, bad := c.state.Rejected[p.SHA256]; bad {
-				continue
-			}
-			if model, err := c.fetch(ctx, p); err == nil {
-				return &model, p, fmt.Errorf("%s: %s: %w", e.Active.ID(), reason, errRejected)
-			}
-		}
-		return nil, mm.Ref{}, fmt.Errorf("%s: %s: %w", e.Active.ID(), reason, errRejected)
-	}
-	model, err := c.fetch(ctx, e.Active)
-	if err != nil {
-		return nil, e.Active, err
-	}
-	return &model, e.Active, nil
 }
 
 // fetch returns the verified model for ref from the cache directory or,

@@ -416,3 +416,76 @@ func TestRejectFallsBackAndSticks(t *testing.T) {
 		t.Fatalf("after a new promote: %s, want m@3", got)
 	}
 }
+
+// TestRunPicksUpAndScores runs the poll loop as the agent does: a model
+// promoted while it runs is picked up, verified and scores readings, and
+// a guard rollback from the scoring side takes effect at once.
+func TestRunPicksUpAndScores(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	c := f.cache(f.s3)
+	c.o.PollInterval = 20 * time.Millisecond
+	changes := make(chan *ActiveSet, 10)
+	c.o.OnChange = func(s *ActiveSet) { changes <- s }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitFor := func(want string) *ActiveSet {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case s := <-changes:
+				if a, ok := s.Resolve("line1/pump/flow", "flow"); ok && a.Ref.ID() == want {
+					return s
+				}
+				if _, ok := s.Resolve("line1/pump/flow", "flow"); !ok && want == "builtin" {
+					return s
+				}
+			case <-deadline:
+				t.Fatalf("model %s never became active", want)
+			}
+		}
+	}
+	<-changes // Load publishes the (empty) cached set first
+
+	tg := mm.Target{SensorType: "flow"}
+	v1 := f.publish("flow", nil)
+	f.promote(tg, v1)
+	set := waitFor("flow@1")
+	a, _ := set.Resolve("line1/pump/flow", "flow")
+	det := a.Model.Built.NewSensor()
+	for i := 0; i < 500; i++ {
+		s := det.Update(int64(i)*int64(time.Second), 20+0.1*float64(i%7))
+		if s < 0 || s > 1 {
+			t.Fatalf("score %v out of [0,1]", s)
+		}
+	}
+
+	v2 := f.publish("flow", nil)
+	f.promote(tg, v2)
+	waitFor("flow@2")
+	// The detect stage's guard decides v2 is implausible while polls run.
+	c.Reject(tg, v2, "flagged 60 % of readings")
+	if got := modelFor(t, c, "line1/pump/flow", "flow"); got != "flow@1" {
+		t.Fatalf("after Reject: %s", got)
+	}
+	// Later polls (not modified) keep the rollback.
+	nm := c.m.polls.WithLabelValues(string(NotModified))
+	base := testutil.ToFloat64(nm)
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(nm) < base+2; {
+		if time.Now().After(deadline) {
+			t.Fatal("no further polls")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := modelFor(t, c, "line1/pump/flow", "flow"); got != "flow@1" {
+		t.Fatalf("after more polls: %s", got)
+	}
+}
