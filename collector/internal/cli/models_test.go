@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
@@ -113,5 +115,56 @@ func TestModelsTrainPublishPromoteRollback(t *testing.T) {
 	}
 	if _, stderr, code := models("promote", "pump7@9", "--target", "*"); code == 0 || !strings.Contains(stderr, "not found") {
 		t.Fatalf("promote of unknown model: %d %s", code, stderr)
+	}
+}
+
+// TestModelsTrainFromHistory trains an asset model from readings stored
+// in PostgreSQL. The sensors/readings tables mirror the columns of
+// collector/internal/store that LoadHistory reads (the store is on
+// another branch); replace with store.Migrate once both are merged.
+func TestModelsTrainFromHistory(t *testing.T) {
+	t.Parallel()
+	dsn := testenv.Postgres(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{
+		`CREATE TABLE sensors (num integer GENERATED ALWAYS AS IDENTITY UNIQUE, id text PRIMARY KEY)`,
+		`CREATE TABLE readings (sensor_id integer NOT NULL, time timestamptz NOT NULL, value double precision NOT NULL, PRIMARY KEY (sensor_id, time))`,
+		`INSERT INTO sensors (id) VALUES ('s1/pump7/vib'), ('s1/pump7/current'), ('s1/pump7/temp')`,
+		// One load signal drives all three; readings every 10 s for 2 days, jittered per sensor.
+		`INSERT INTO readings (sensor_id, time, value)
+		 SELECT s.num, TIMESTAMPTZ '2026-10-01 00:00:00+00' + make_interval(secs => g * 10 + s.num),
+		        CASE s.id WHEN 's1/pump7/vib' THEN 2 + 3 * l WHEN 's1/pump7/current' THEN 10 + 8 * l ELSE 40 + 15 * l END
+		          + 0.01 * sin(g * s.num * 1.3)
+		 FROM sensors s, generate_series(0, 17279) g, LATERAL (SELECT 0.5 + 0.3 * sin(g / 300.0) AS l) load`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "pump7.json")
+	stdout, stderr, code := run(t, "models", "train", "--database", dsn,
+		"--sensors", "s1/pump7/vib,s1/pump7/current,s1/pump7/temp",
+		"--from", "2026-10-01T00:00:00Z", "--to", "2026-10-03T00:00:00Z", "--step", "1m",
+		"--name", "pump7", "--version", "h1", "--out", out)
+	if code != 0 || stdout != "pump7@h1\n" {
+		t.Fatalf("train from history: %d %q\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"training pca on 2880 rows × 3 sensors", "window 2026-10-01T00:00:00Z .. 2026-10-02T23:59:00Z"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("output lacks %q:\n%s", want, stderr)
+		}
+	}
+	b, err := os.ReadFile(out)
+	if err != nil || !bytes.Contains(b, []byte(`"source": "db:s1/pump7/vib,s1/pump7/current,s1/pump7/temp 2026-10-01T00:00:00Z..2026-10-03T00:00:00Z"`)) {
+		t.Fatalf("model file: %v\n%.400s", err, b)
+	}
+	if _, stderr, code := run(t, "models", "train", "--database", dsn, "--sensors", "s1/pump7/vib,nope",
+		"--from", "2026-10-01T00:00:00Z", "--to", "2026-10-03T00:00:00Z", "--name", "x", "--out", out); code == 0 || !strings.Contains(stderr, "unknown sensor(s): nope") {
+		t.Fatalf("unknown sensor: %d %s", code, stderr)
 	}
 }
