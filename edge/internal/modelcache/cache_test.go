@@ -26,7 +26,7 @@ import (
 )
 
 // artifactBytes trains a small real model and signs it with priv.
-func artifactBytes(t *testing.T, priv ed25519.PrivateKey, name, version string) []byte {
+func artifactBytes(t testing.TB, priv ed25519.PrivateKey, name, version string) []byte {
 	t.Helper()
 	rows := make([][]float64, 50)
 	for i := range rows {
@@ -61,7 +61,7 @@ func (g *countingS3) GetObject(ctx context.Context, in *s3.GetObjectInput, opts 
 }
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	env     testenv.S3Env
 	priv    ed25519.PrivateKey
 	pub     ed25519.PublicKey
@@ -74,7 +74,7 @@ type fixture struct {
 
 const prefix = "fleet/"
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	env := testenv.S3(t)
 	pub, priv, err := ed25519.GenerateKey(nil)

@@ -6,17 +6,33 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartmaint/smartmaint/models/artifact"
 )
 
 // Config is the `models:` section of the edge configuration. With an
 // empty Bucket the model cache is off and the edge scores with its
-// built-in detectors only.
+// built-in detectors only. Example:
+//
+//	models:
+//	  endpoint: https://s3.plant.example:9000
+//	  bucket: smartmaint-models
+//	  prefix: fleet/
+//	  credentials_file: /etc/smartmaint/s3.cred   # or SM_EDGE_S3_ACCESS_KEY_ID / _SECRET_ACCESS_KEY
+//	  poll_interval: 1m
+//	  cache_dir: /var/lib/smartmaint/models
+//	  trusted_keys: ["ed25519:3q2+7w..."]
+//	  guard: {window: 10m, min_readings: 200, max_flag_share: 0.2}
 type Config struct {
 	// Endpoint is the S3 endpoint URL (e.g. https://minio.plant:9000);
 	// empty means AWS S3 for Region.
@@ -184,4 +200,31 @@ func (c Config) UsePathStyle() bool {
 		return *c.PathStyle
 	}
 	return c.Endpoint != ""
+}
+
+// FromConfig builds a Cache for edgeID from the `models:` section: the S3
+// client (credentials via Config.Credentials with getenv, normally
+// os.Getenv), the trusted keys and the artifact verifier. Call Validate
+// first. reg, logger and onChange may be nil.
+func FromConfig(c Config, edgeID string, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger, onChange func(*ActiveSet)) (*Cache, error) {
+	keys, err := c.PublicKeys()
+	if err != nil {
+		return nil, err
+	}
+	access, secret, err := c.Credentials(getenv)
+	if err != nil {
+		return nil, err
+	}
+	o := s3.Options{
+		Region:       c.Region,
+		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, ""),
+		UsePathStyle: c.UsePathStyle(),
+	}
+	if c.Endpoint != "" {
+		o.BaseEndpoint = aws.String(c.Endpoint)
+	}
+	return New(Options{
+		EdgeID: edgeID, Dir: c.CacheDir, Bucket: c.Bucket, Prefix: c.Prefix, PollInterval: c.PollInterval,
+		S3: s3.New(o), Verifier: ArtifactVerifier{Trusted: keys}, Registerer: reg, Logger: logger, OnChange: onChange,
+	})
 }

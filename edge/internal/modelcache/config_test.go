@@ -1,6 +1,7 @@
 package modelcache
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"os"
@@ -8,6 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smartmaint/smartmaint/models/artifact"
+	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -80,5 +86,31 @@ func TestCredentials(t *testing.T) {
 	_, _, err = Config{CredentialsFile: file}.Credentials(func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), ":2: unknown key") || strings.Contains(err.Error(), "fs3cr3t") {
 		t.Fatalf("bad file error = %v", err)
+	}
+}
+
+func TestFromConfigPolls(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.promote(mm.Target{}, f.publish("m", nil))
+	cfg := DefaultConfig()
+	cfg.Endpoint, cfg.Bucket, cfg.Prefix, cfg.CacheDir = f.env.Endpoint, f.env.Bucket, "fleet/", t.TempDir()
+	cfg.TrustedKeys = []string{artifact.FormatPublicKey(f.pub)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{EnvAccessKey: f.env.AccessKey, EnvSecretKey: f.env.SecretKey}
+	c, err := FromConfig(cfg, "e1", func(k string) string { return env[k] }, prometheus.NewRegistry(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Poll(context.Background()); res != Changed {
+		t.Fatalf("poll: %s %v", res, err)
+	}
+	if got := modelFor(t, c, "any", "any"); got != "m@1" {
+		t.Fatalf("active: %s", got)
 	}
 }
