@@ -22,7 +22,12 @@ func NewAsset(sensors []Detector, row RowDetector, thr float64) *Asset {
 }
 
 // Width is the number of columns of a row.
-func (a *Asset) Width() int { return len(a.sensors) }
+func (a *Asset) Width() int {
+	if len(a.sensors) == 0 && a.row != nil {
+		return a.row.Width()
+	}
+	return len(a.sensors)
+}
 
 // Threshold is the threshold of the combined score.
 func (a *Asset) Threshold() float64 { return a.thr }

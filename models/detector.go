@@ -46,22 +46,40 @@ func builtinNames() []string {
 }
 
 // builtin returns a constructor with default settings for name.
-func builtin(name string) (func() Detector, bool) {
+func builtin(name string) (func() Detector, bool) { return builtinAt(name, DefaultThreshold) }
+
+// builtinAt is builtin with the decision threshold thr (which also sets
+// where the detector stops learning).
+func builtinAt(name string, thr float64) (func() Detector, bool) {
 	switch name {
 	case NameEnsemble:
-		return func() Detector { return NewEnsemble(DefaultEnsembleConfig()) }, true
+		c := DefaultEnsembleConfig()
+		c.Threshold = thr
+		return func() Detector { return NewEnsemble(c) }, true
 	case NameEWMA:
-		return func() Detector { return NewEWMA(DefaultEWMAConfig()) }, true
+		c := DefaultEWMAConfig()
+		c.Threshold = thr
+		return func() Detector { return NewEWMA(c) }, true
 	case NameMAD:
-		return func() Detector { return NewMAD(DefaultMADConfig()) }, true
+		c := DefaultMADConfig()
+		c.Threshold = thr
+		return func() Detector { return NewMAD(c) }, true
 	case NameSpike:
-		return func() Detector { return NewDiff(NewMAD(DefaultMADConfig())) }, true
+		c := DefaultMADConfig()
+		c.Threshold = thr
+		return func() Detector { return NewDiff(NewMAD(c)) }, true
 	case NameSpread:
-		return func() Detector { return NewSpread(DefaultSpreadConfig()) }, true
+		c := DefaultSpreadConfig()
+		c.Threshold = thr
+		return func() Detector { return NewSpread(c) }, true
 	case NameCUSUM:
-		return func() Detector { return NewCUSUM(DefaultCUSUMConfig()) }, true
+		c := DefaultCUSUMConfig()
+		c.Threshold = thr
+		return func() Detector { return NewCUSUM(c) }, true
 	case NameStuck:
-		return func() Detector { return NewStuck(DefaultStuckConfig()) }, true
+		c := DefaultStuckConfig()
+		c.Threshold = thr
+		return func() Detector { return NewStuck(c) }, true
 	}
 	return nil, false
 }

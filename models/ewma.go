@@ -26,14 +26,12 @@ func DefaultEWMAConfig() EWMAConfig {
 // that freeze (learn 10× slower) while the detector alarms. The statistic is
 // calibrated online by a Tail.
 type EWMA struct {
-	cfg        EWMAConfig
-	n          int
-	mean, m2   float64 // Welford during warm-up
-	variance   float64
-	tail       Tail
-	lastScore  float64
-	lastZ      float64
-	initVarSet bool
+	cfg      EWMAConfig
+	n        int
+	mean, m2 float64 // Welford during warm-up
+	variance float64
+	tail     Tail
+	lastZ    float64
 }
 
 // NewEWMA returns an EWMA detector.
@@ -76,7 +74,7 @@ func (d *EWMA) Update(_ int64, v float64) float64 {
 		a *= d.cfg.Absorb
 		d.tail.ObserveWeighted(az, alarmWeight)
 	} else {
-		d.tail.Observe(az)
+		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
 	}
 	d.mean += a * diff
 	d.variance = (1 - a) * (d.variance + a*diff*diff)

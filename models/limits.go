@@ -162,7 +162,7 @@ func (d *Limits) Update(t int64, v float64) float64 {
 	r := d.raw(v, 0)
 	// Clearing or downgrading uses the deadband: the active level holds
 	// while the value is within Deadband inside its limit.
-	if d.active != LevelNone && r.rank() < d.active.rank() || (r != LevelNone && d.active != LevelNone && sameSide(r, d.active) == false) {
+	if d.active != LevelNone && (r.rank() < d.active.rank() || (r != LevelNone && !sameSide(r, d.active))) {
 		keep := d.raw(v, d.cfg.Deadband)
 		if !(sameSide(keep, d.active) && keep.rank() >= d.active.rank()) {
 			if sameSide(keep, d.active) && keep.rank() > 0 {

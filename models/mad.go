@@ -34,7 +34,24 @@ type MAD struct {
 	n      int
 	tail   Tail
 	lastZ  float64
+	// longScale is a slow average of the window's scale while normal: a
+	// floor (a fifth of it) keeps a window that a stuck or dropped-out
+	// sensor filled with one value from making every later reading look
+	// infinitely anomalous.
+	longScale float64
+	// run counts consecutive alarms; after Window of them the change is
+	// accepted and readings enter the window unclipped, so the detector
+	// can never lock itself into alarming.
+	run int
+	// same counts exact repeats of the previous input; past maxRepeats
+	// they are scored but not learnt (a stuck sensor is the stuck
+	// detector's business and must not collapse the window's spread).
+	same int
+	prev float64
 }
+
+// maxRepeats is how many exact repeats in a row the window still learns.
+const maxRepeats = 8
 
 // NewMAD returns a MAD detector.
 func NewMAD(cfg MADConfig) *MAD {
@@ -125,21 +142,41 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0
 	}
+	if v == d.prev {
+		d.same++
+	} else {
+		d.same, d.prev = 0, v
+	}
 	if d.n < 8 {
 		d.insert(v)
 		return 0
 	}
 	med, scale := d.medianScale()
+	if f := 0.3 * d.longScale; scale < f {
+		scale = f
+	}
 	z := (v - med) / scale
 	d.lastZ = z
 	az := math.Abs(z)
 	s := d.tail.Score(az)
 	if s >= d.cfg.Threshold {
-		c := d.cfg.Clip * scale
-		v = math.Max(med-c, math.Min(med+c, v))
+		d.run++
+		if d.run < len(d.ring) {
+			c := d.cfg.Clip * scale
+			v = math.Max(med-c, math.Min(med+c, v))
+		}
 		d.tail.ObserveWeighted(az, alarmWeight)
+	} else if d.same > maxRepeats {
+		d.run = 0
+		return s
 	} else {
-		d.tail.Observe(az)
+		d.run = 0
+		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
+		if d.longScale == 0 {
+			d.longScale = scale
+		} else {
+			d.longScale += 0.002 * (scale - d.longScale)
+		}
 	}
 	d.insert(v)
 	return s

@@ -122,12 +122,11 @@ func finite(xs ...float64) bool {
 // that each look normal alone). The two are calibrated separately and
 // combined.
 type PCA struct {
-	p          PCAParams
-	t2, spe    Tail
-	z, scores  []float64
-	lastT2     float64
-	lastSPE    float64
-	lastScores [2]float64
+	p         PCAParams
+	t2, spe   Tail
+	z, scores []float64
+	lastT2    float64
+	lastSPE   float64
 }
 
 // NewPCA builds a PCA detector from fitted parameters.
@@ -190,9 +189,10 @@ func (d *PCA) UpdateRow(_ int64, x []float64) float64 {
 	d.lastT2, d.lastSPE = t2, spe
 	s1, s2 := d.t2.Score(t2), d.spe.Score(spe)
 	s := combineMax(math.Max(s1, s2), 2)
-	if d.p.Config.Adapt && s < d.p.Config.Threshold {
-		d.t2.Observe(t2)
-		d.spe.Observe(spe)
+	if d.p.Config.Adapt {
+		w := learnWeight(s, d.p.Config.Threshold)
+		d.t2.ObserveWeighted(t2, w)
+		d.spe.ObserveWeighted(spe, w)
 	}
 	return s
 }

@@ -67,7 +67,7 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 		s = d.tail.Score(ratio)
 	}
 	if s < d.cfg.Threshold {
-		d.tail.Observe(ratio)
+		d.tail.ObserveWeighted(ratio, learnWeight(s, d.cfg.Threshold))
 		d.slow += d.cfg.Slow * (q - d.slow)
 	} else {
 		d.slow += d.cfg.Slow * 0.05 * (q - d.slow)

@@ -90,7 +90,9 @@ type Injector struct {
 	sigma  []float64
 }
 
-// NewInjector prepares faults for an asset.
+// NewInjector prepares faults for an asset. rng (used by noise bursts)
+// should not be the generator's, so that faults do not shift the clean
+// signal.
 func NewInjector(spec AssetSpec, faults []Fault, rng *rand.Rand) *Injector {
 	in := &Injector{spec: spec, faults: faults, rng: rng, stuck: make([]float64, len(faults)), sigma: make([]float64, len(spec.Channels))}
 	for i, c := range spec.Channels {
@@ -175,8 +177,11 @@ type Dataset struct {
 
 // Generate produces n rows of spec starting at start with faults applied.
 func Generate(spec AssetSpec, rng *rand.Rand, start int64, n, trainRows int, faults []Fault) Dataset {
+	// The injector draws from its own stream, so adding a fault never
+	// changes the clean signal around it.
+	injRng := rand.New(rand.NewPCG(rng.Uint64(), rng.Uint64()))
 	g := NewGenerator(spec, rng, unixTime(start))
-	in := NewInjector(spec, faults, rng)
+	in := NewInjector(spec, faults, injRng)
 	d := Dataset{Spec: spec, Faults: faults, TrainRows: trainRows, Times: make([]int64, n), Rows: make([][]float64, n)}
 	for i := 0; i < n; i++ {
 		row := make([]float64, len(spec.Channels))

@@ -5,7 +5,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"time"
 
@@ -100,17 +99,10 @@ func Candidates() []Candidate {
 
 // DefaultAsset is the default ensemble for an asset of width channels: the
 // ensemble on every channel and, with two or more channels, an online PCA
-// fitted on the first warmup rows. `sm-edge score` builds the same.
+// fitted on the first warmup rows (at least 500). `sm-edge score` builds
+// the same.
 func DefaultAsset(width, warmup int) *models.Asset {
-	var ds []models.Detector
-	for i := 0; i < width; i++ {
-		ds = append(ds, models.NewEnsemble(models.DefaultEnsembleConfig()))
-	}
-	var row models.RowDetector
-	if width >= 2 {
-		row = models.NewOnlinePCA(width, max(warmup, 500), models.DefaultPCAConfig())
-	}
-	return models.NewAsset(ds, row, models.DefaultThreshold)
+	return EnsembleAt(width, warmup, models.DefaultThreshold)
 }
 
 // DefaultOptions are the matching rules of QUALITY.md at one-minute
@@ -216,19 +208,43 @@ func fmtDur(d time.Duration) string {
 	return d.Round(time.Minute).String()
 }
 
-// sortedKeys is used by tests.
-func sortedKeys(m map[string]Result) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func delayCell(r Result, d time.Duration) string {
 	if len(r.Delays) == 0 {
 		return "–"
 	}
 	return fmtDur(d)
+}
+
+// EnsembleAt is the default asset scorer with every threshold set to thr.
+func EnsembleAt(width, warmup int, thr float64) *models.Asset {
+	var ds []models.Detector
+	for i := 0; i < width; i++ {
+		c := models.DefaultEnsembleConfig()
+		c.Threshold = thr
+		ds = append(ds, models.NewEnsemble(c))
+	}
+	var row models.RowDetector
+	if width >= 2 {
+		c := models.DefaultPCAConfig()
+		c.Threshold = thr
+		row = models.NewOnlinePCA(width, max(warmup, 500), c)
+	}
+	return models.NewAsset(ds, row, thr)
+}
+
+// Sweep writes the default ensemble's quality across thresholds: the
+// measurement models.DefaultThreshold was chosen by.
+func Sweep(w io.Writer, suite []Dataset, thresholds []float64) {
+	fmt.Fprintf(w, "| threshold | recall | precision | F1 | false alarms / sensor-day | median delay |\n|---:|---:|---:|---:|---:|---:|\n")
+	for _, thr := range thresholds {
+		var tot Result
+		for _, d := range suite {
+			tot.Add(Evaluate(d.Times, Run(EnsembleAt(len(d.Spec.Channels), d.TrainRows, thr), d), Windows(d.Faults), DefaultOptions(d)))
+		}
+		mark := ""
+		if thr == models.DefaultThreshold {
+			mark = " (default)"
+		}
+		fmt.Fprintf(w, "| %.2f%s | %.2f | %.2f | %.2f | %.3f | %s |\n", thr, mark, tot.Recall, tot.Precision, tot.F1, tot.FalsePerSensorDay, delayCell(tot, tot.MedianDelay()))
+	}
 }

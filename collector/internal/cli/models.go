@@ -25,6 +25,7 @@ import (
 	"github.com/smartmaint/smartmaint/collector/internal/modelreg"
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 )
 
@@ -258,7 +259,7 @@ learns how they move together. Bad rows and cells are reported and skipped.`,
 			}
 			fmt.Fprintf(stdio.Err, "training %s on %d rows × %d sensors…\n", kind, len(tab.Rows), len(tab.Sensors))
 			start := time.Now()
-			m, err := models.Train(tab.Rows, models.TrainOptions{Kind: kind, Name: name, Version: ver,
+			m, err := train.Fit(tab.Rows, train.Options{Kind: kind, Name: name, Version: ver,
 				Sensors: tab.Sensors, SensorType: sensorType, Times: tab.Times, Source: source, Now: time.Now()})
 			if err != nil {
 				return err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
@@ -30,7 +31,7 @@ func signed(t *testing.T, priv ed25519.PrivateKey, name, version string, level f
 	for i := range rows {
 		rows[i] = []float64{level + float64(i%3)}
 	}
-	m, err := models.Train(rows, models.TrainOptions{Kind: models.NameEWMA, Name: name, Version: version,
+	m, err := train.Fit(rows, train.Options{Kind: models.NameEWMA, Name: name, Version: version,
 		Sensors: []string{"s"}, Source: fmt.Sprintf("test-%v", level), Now: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)

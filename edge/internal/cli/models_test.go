@@ -18,6 +18,7 @@ import (
 	"github.com/smartmaint/smartmaint/edge/internal/modelcache"
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
@@ -45,7 +46,7 @@ func TestModelsListVerify(t *testing.T) {
 	}
 	var refs []mm.Ref
 	for _, v := range []string{"1", "2"} {
-		m, err := models.Train([][]float64{{1}, {2}, {3}}, models.TrainOptions{Kind: models.NameEWMA, Name: "vib", Version: v, Sensors: []string{"s"}, Now: time.Now()})
+		m, err := train.Fit([][]float64{{1}, {2}, {3}}, train.Options{Kind: models.NameEWMA, Name: "vib", Version: v, Sensors: []string{"s"}, Now: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ func newScoreCmd(stdio IO) *cobra.Command {
 		trustedKeys                        []string
 		trainRows                          int
 		delimiter                          string
+		columns                            []string
 	)
 	cmd := &cobra.Command{
 		Use:   "score",
@@ -37,7 +38,8 @@ scores. The score of a row depends only on the rows up to it (no look-ahead).
 The score is in [0,1]; label is 1 when the score reaches the model's threshold.`,
 		Example: `  sm-edge score --input pump7.csv --output scores.csv
   sm-edge score --input pump7.csv --output scores.csv --detector pca --train-rows 1440
-  sm-edge score --input pump7.csv --output scores.csv --model pump7.smm --trusted-key models.pub`,
+  sm-edge score --input pump7.csv --output scores.csv --model pump7.smm --trusted-key models.pub
+  sm-edge score --input skab.csv --output scores.csv --columns Accelerometer1RMS,Current,Pressure`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if input == "" || output == "" {
@@ -49,7 +51,7 @@ The score is in [0,1]; label is 1 when the score reaches the model's threshold.`
 			if trainRows < 0 {
 				return fmt.Errorf("--train-rows must be ≥ 0")
 			}
-			opts := detect.ReplayOptions{Detector: detector, TrainRows: trainRows}
+			opts := detect.ReplayOptions{Detector: detector, TrainRows: trainRows, Columns: columns}
 			if modelFile != "" {
 				b, err := loadModel(modelFile, trustedKeys)
 				if err != nil {
@@ -113,6 +115,7 @@ The score is in [0,1]; label is 1 when the score reaches the model's threshold.`
 	f.StringVar(&detector, "detector", models.NameEnsemble, "built-in detector: "+strings.Join(append(models.Builtins(), models.NamePCA), ", "))
 	f.IntVar(&trainRows, "train-rows", 0, "first N rows only fit and calibrate (empty scores)")
 	f.StringVar(&delimiter, "delimiter", "", "field delimiter (default: detect ',' or ';')")
+	f.StringSliceVar(&columns, "columns", nil, "channels to score, by header name (default: every column after the timestamp)")
 	return cmd
 }
 

@@ -32,6 +32,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/shared/wire"
@@ -80,6 +81,16 @@ type ModelSet struct {
 	Assets []AssetGroup
 
 	groupOf map[string]groupRef
+
+	// scored and anomalous count the readings this set scored, for the
+	// model cache's "implausible share of anomalies" rollback check.
+	scored, anomalous atomic.Uint64
+}
+
+// Stats returns how many readings this set has scored and how many of
+// them it flagged as anomalous since it was installed.
+func (ms *ModelSet) Stats() (scored, anomalous uint64) {
+	return ms.scored.Load(), ms.anomalous.Load()
 }
 
 type groupRef struct{ group, col int }
@@ -148,6 +159,7 @@ type Stage struct {
 	next     Next
 	profiles Profiles
 	evcfg    EventConfig
+	metrics  *Metrics
 	set      atomic.Pointer[ModelSet]
 
 	mu      sync.Mutex
@@ -193,8 +205,9 @@ type pending struct{ idx, col int }
 
 // New returns a stage that scores with set (see SetModels), looks limits
 // up in profiles (nil: no limits, no asset names) and hands on to next.
-func New(next Next, profiles Profiles, set *ModelSet, ev EventConfig) (*Stage, error) {
-	s := &Stage{next: next, profiles: profiles, evcfg: ev, sensors: map[string]*sensorState{}, assets: map[int]*assetState{}}
+// metrics may be nil.
+func New(next Next, profiles Profiles, set *ModelSet, ev EventConfig, metrics *Metrics) (*Stage, error) {
+	s := &Stage{next: next, profiles: profiles, evcfg: ev, metrics: metrics, sensors: map[string]*sensorState{}, assets: map[int]*assetState{}}
 	s.pool.New = func() any { return &batchBuf{} }
 	if err := s.SetModels(set); err != nil {
 		return nil, err
@@ -212,6 +225,9 @@ func (s *Stage) SetModels(set *ModelSet) error {
 		return fmt.Errorf("detect: %w", err)
 	}
 	s.set.Store(set)
+	if s.metrics != nil {
+		s.metrics.swaps.Inc()
+	}
 	return nil
 }
 
@@ -225,12 +241,36 @@ func (s *Stage) Write(ctx context.Context, rs []wire.Reading) error {
 	b := s.pool.Get().(*batchBuf)
 	b.rs = append(b.rs[:0], rs...)
 	b.es = b.es[:0]
+	var start time.Time
+	if s.metrics != nil {
+		start = time.Now()
+	}
 	s.mu.Lock()
 	s.batch++
 	for i := range b.rs {
 		s.score(set, b, i)
 	}
 	s.mu.Unlock()
+	var scored, anomalous uint64
+	for i := range b.rs {
+		if b.rs[i].Model != "" {
+			scored++
+			if b.rs[i].Flags&wire.FlagAnomaly != 0 {
+				anomalous++
+			}
+		}
+	}
+	set.scored.Add(scored)
+	set.anomalous.Add(anomalous)
+	if m := s.metrics; m != nil && len(b.rs) > 0 {
+		m.latency.Observe(time.Since(start).Seconds() / float64(len(b.rs)))
+		m.scored.Add(float64(scored))
+		m.anomalies.Add(float64(anomalous))
+		for i := range b.es {
+			k, st := eventLabels(uint8(b.es[i].Kind), uint8(b.es[i].State))
+			m.events.WithLabelValues(k, st).Inc()
+		}
+	}
 	var err error
 	if len(b.es) > 0 {
 		err = s.next.WriteEvents(ctx, b.es)

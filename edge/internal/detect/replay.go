@@ -25,6 +25,10 @@ type ReplayOptions struct {
 	Model *models.Built
 	// TrainRows at the start only fit and calibrate; they get empty scores.
 	TrainRows int
+	// Columns selects the channels to score by header name, in this order
+	// (nil: every column after the timestamp). Other columns, such as
+	// label columns of a benchmark file, are ignored.
+	Columns []string
 	// Delimiter of the CSV; 0 detects ',' or ';' from the header.
 	Delimiter rune
 	// Warn receives one line per bad cell or row (may be nil).
@@ -127,6 +131,22 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 		seen[h] = i + 2
 		names[i] = h
 	}
+	// cols are the record indexes of the scored channels.
+	cols := make([]int, len(names))
+	for i := range cols {
+		cols[i] = i + 1
+	}
+	if len(o.Columns) > 0 {
+		cols, names = cols[:0], names[:0:0]
+		for _, c := range o.Columns {
+			j, ok := seen[c]
+			if !ok {
+				return st, fmt.Errorf("line 1: no column %q in the header", c)
+			}
+			cols = append(cols, j-1)
+			names = append(names, c)
+		}
+	}
 	w := len(names)
 
 	// Model set: a univariate default plus, for several columns, one asset
@@ -176,7 +196,7 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 	col := &collector{}
 	var stage *Stage
 	if set != nil {
-		stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30})
+		stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30}, nil)
 		if err != nil {
 			return st, err
 		}
@@ -204,14 +224,14 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 		if err == io.EOF {
 			break
 		}
-		ln, _ := r.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) && pe.Err != csv.ErrFieldCount {
+			if errors.As(err, &pe) {
 				return st, fmt.Errorf("line %d column %d: %w", pe.Line, pe.Column, pe.Err)
 			}
-			return st, fmt.Errorf("line %d: %w", ln, err)
+			return st, fmt.Errorf("after line %d: %w", st.Rows+1, err)
 		}
+		ln, _ := r.FieldPos(0)
 		st.Rows++
 		rowNo := st.Rows
 		tsText := strings.TrimSpace(rec[0])
@@ -236,11 +256,11 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 			continue
 		}
 		for i := range rs {
-			v, ok := parseValue(rec[i+1])
+			v, ok := parseValue(rec[cols[i]])
 			if !ok {
 				st.BadCells++
-				_, c := r.FieldPos(i + 1)
-				warn(fmt.Sprintf("line %d column %d (%s): %q is not a number; treated as missing", ln, c, names[i], rec[i+1]))
+				_, c := r.FieldPos(cols[i])
+				warn(fmt.Sprintf("line %d column %d (%s): %q is not a number; treated as missing", ln, c, names[i], rec[cols[i]]))
 			}
 			rs[i].Time, rs[i].Value, rs[i].Score, rs[i].Flags, rs[i].Model = t, v, 0, 0, ""
 		}
@@ -264,7 +284,7 @@ func ScoreCSV(ctx context.Context, in io.Reader, out io.Writer, o ReplayOptions)
 					def, _ := Builtin(models.NameEnsemble)
 					set = &ModelSet{Default: def.Default, Assets: []AssetGroup{{Name: "asset", Sensors: names, RowOnly: true, Ref: "pca@fitted",
 						Row: func() models.RowDetector { d, _ := models.NewPCA(params); return d }}}}
-					stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30})
+					stage, err = New(col, nil, set, EventConfig{MinReadings: 1 << 30}, nil)
 					if err != nil {
 						return st, err
 					}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
@@ -32,7 +33,7 @@ func artifactBytes(t testing.TB, priv ed25519.PrivateKey, name, version string) 
 	for i := range rows {
 		rows[i] = []float64{20 + float64(i%5)}
 	}
-	m, err := models.Train(rows, models.TrainOptions{Kind: models.NameEWMA, Name: name, Version: version,
+	m, err := train.Fit(rows, train.Options{Kind: models.NameEWMA, Name: name, Version: version,
 		Sensors: []string{"s"}, Now: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		t.Fatal(err)

@@ -6,104 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/smartmaint/smartmaint/models/artifact"
 )
 
-// TrainOptions describe a training run.
-type TrainOptions struct {
-	// Kind is the detector kind to fit (NamePCA or a univariate built-in).
-	Kind    string
-	Name    string
-	Version string
-	// Sensors are the column names, in order.
-	Sensors    []string
-	SensorType string
-	// Times of the rows (Unix ns), for the training window; may be nil.
-	Times []int64
-	// Source describes where the rows came from.
-	Source string
-	// Now stamps CreatedAt (passed in: no hidden clock).
-	Now time.Time
-}
-
-// Train fits a detector of opts.Kind to rows of normal operation (rows ×
-// sensors; NaN = missing) and returns the unsigned model payload, ready for
-// artifact.Encode. For PCA it fits the axes and calibration; for the
-// univariate kinds, which learn each sensor online, it records their
-// configuration. In both cases it replays the rows through the fitted
-// detector and reports the share of readings it would have flagged
-// (metric "train_alarm_rate"), which should be near 0 on normal data.
-func Train(rows [][]float64, opts TrainOptions) (*artifact.Model, error) {
-	if len(rows) == 0 {
-		return nil, errors.New("train: no rows")
-	}
-	w := len(rows[0])
-	if len(opts.Sensors) != 0 && len(opts.Sensors) != w {
-		return nil, fmt.Errorf("train: %d sensor names for %d columns", len(opts.Sensors), w)
-	}
-	m := &artifact.Model{
-		Name: opts.Name, Version: opts.Version, Kind: opts.Kind,
-		Sensors: opts.Sensors, SensorType: opts.SensorType,
-		Calibration: artifact.Calibration{Method: "tail-log10", Decades: Decades},
-		Training:    artifact.Training{Rows: len(rows), Source: opts.Source, Metrics: map[string]float64{}},
-		CreatedAt:   opts.Now.UTC(),
-	}
-	if n := len(opts.Times); n > 0 {
-		m.Training.From = time.Unix(0, opts.Times[0]).UTC()
-		m.Training.To = time.Unix(0, opts.Times[n-1]).UTC()
-	}
-	var params any
-	var asset *Asset
-	switch opts.Kind {
-	case NamePCA:
-		p, err := TrainPCA(rows, DefaultPCAConfig())
-		if err != nil {
-			return nil, fmt.Errorf("train: %w", err)
-		}
-		params = p.Params()
-		m.Threshold = p.Threshold()
-		m.Training.Metrics["components"] = float64(len(p.Params().Components))
-		replay, _ := NewPCA(p.Params())
-		asset = NewAsset(nil, replay, m.Threshold)
-	default:
-		cfg, err := defaultConfig(opts.Kind)
-		if err != nil {
-			return nil, fmt.Errorf("train: %w", err)
-		}
-		params = cfg
-		ds := make([]Detector, w)
-		for i := range ds {
-			ds[i], _ = New(opts.Kind)
-		}
-		m.Threshold = ds[0].Threshold()
-		asset = NewAsset(ds, nil, m.Threshold)
-	}
-	raw, err := json.Marshal(params)
-	if err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	m.Params = raw
-	alarms, scored := 0, 0
-	for i, r := range rows {
-		var t int64
-		if i < len(opts.Times) {
-			t = opts.Times[i]
-		}
-		if asset.Update(t, r) >= m.Threshold {
-			alarms++
-		}
-		scored++
-	}
-	m.Training.Metrics["train_alarm_rate"] = float64(alarms) / float64(scored)
-	if err := m.Validate(); err != nil {
-		return nil, fmt.Errorf("train: %w", err)
-	}
-	return m, nil
-}
-
-func defaultConfig(kind string) (any, error) {
+// DefaultConfig returns the default parameters of a univariate kind, as
+// stored in an artifact's params.
+func DefaultConfig(kind string) (any, error) {
 	switch kind {
 	case NameEnsemble:
 		return DefaultEnsembleConfig(), nil
@@ -126,10 +35,13 @@ func defaultConfig(kind string) (any, error) {
 // does not.
 type Built struct {
 	// Ref is "name@version".
-	Ref       string
-	Kind      string
-	Sensors   []string
-	Threshold float64
+	Ref     string
+	Kind    string
+	Sensors []string
+	// SensorType is the sensor type the model applies to, when it names
+	// no sensors.
+	SensorType string
+	Threshold  float64
 	// NewSensor returns a univariate detector (nil for row kinds).
 	NewSensor func() Detector
 	// NewRow returns a row detector over Sensors (nil for univariate kinds).
@@ -158,7 +70,7 @@ func checkThreshold(t float64) error {
 // FromArtifact validates a (verified) model payload's kind-specific
 // parameters and returns constructors for it.
 func FromArtifact(m *artifact.Model) (*Built, error) {
-	b := &Built{Ref: m.Ref(), Kind: m.Kind, Sensors: m.Sensors, Threshold: m.Threshold}
+	b := &Built{Ref: m.Ref(), Kind: m.Kind, Sensors: m.Sensors, SensorType: m.SensorType, Threshold: m.Threshold}
 	fail := func(err error) (*Built, error) {
 		return nil, fmt.Errorf("model %s: %s params: %w", m.Ref(), m.Kind, err)
 	}
