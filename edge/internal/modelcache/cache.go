@@ -12,18 +12,31 @@
 //
 // # Hook for the detect stage
 //
-// The detect stage reads the active set lock-free on its hot path:
+// The set of active models is published through an atomic pointer and a
+// callback. Wiring in the agent (edge/internal/detect on the models branch):
 //
-//	set := cache.Active()              // *ActiveSet, never nil; atomic load
-//	a, ok := set.Resolve(sensorID, sensorType)
-//	if !ok { /* score with the built-in detectors */ }
-//	// a.Model.Built builds the detectors (models.FromArtifact);
-//	// a.Ref.ID() ("name@version") is recorded with every score.
+//	cache, err := modelcache.FromConfig(cfg.Models, cfg.EdgeID, os.Getenv, reg, log,
+//		func(set *modelcache.ActiveSet) {
+//			var loaded []*models.Built
+//			for _, a := range set.Entries {
+//				loaded = append(loaded, a.Model.Built)
+//			}
+//			ms, err := detect.BuildSet(loaded) // built-ins for the rest
+//			if err != nil { log.Error(...); return } // keep the previous set
+//			stage.SetModels(ms)                     // atomic swap, no reading dropped
+//			// start a Guard per newly activated ref (a.Since is recent)
+//		})
+//	go cache.Run(ctx)
 //
-// Options.OnChange is called (from the Run goroutine) after every change of
-// the set, for a stage that prefers to rebuild its detectors eagerly.
-// For each newly active ref the detect stage runs a Guard; on Rollback it
-// calls cache.Reject(a.Target, a.Ref, guard.Reason()).
+// Lock-free lookup is also available: cache.Active().Resolve(sensorID,
+// sensorType) returns the most specific target's model, and a.Ref.ID()
+// ("name@version") is what every score records.
+//
+// Guard: every few seconds feed the new model's counts (from
+// detect.ModelSet.Stats, as deltas) to guard.Observe(scored, flagged); on
+// Rollback call cache.Reject(a.Target, a.Ref, guard.Reason()). Reject never
+// waits for a download; the refusal persists across restarts and polls
+// until the manifest names another artifact for the target.
 package modelcache
 
 import (
@@ -177,7 +190,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// OnChange, if set, is called after every change of the active set.
+	// OnChange, if set, is called after every change of the active set,
+	// in order, never concurrently with itself and never with a cache lock
+	// held (it may call Reject). A slow callback delays later ones only.
 	OnChange func(*ActiveSet)
 }
 
@@ -195,6 +210,10 @@ type Cache struct {
 	pollMu sync.Mutex
 	mu     sync.Mutex
 	state  diskState
+	// pending is the set published but not yet passed to OnChange
+	// (guarded by mu); notifyMu is held while delivering.
+	pending  *ActiveSet
+	notifyMu sync.Mutex
 }
 
 // diskState is state.json in the cache directory.
@@ -274,6 +293,7 @@ func (c *Cache) Run(ctx context.Context) error {
 // corrupt files aside and publishes the resulting set. It is what lets
 // the edge start scoring with S3 unreachable.
 func (c *Cache) Load() error {
+	defer c.notify() // after the unlocks below
 	c.pollMu.Lock()
 	defer c.pollMu.Unlock()
 	c.mu.Lock()
@@ -355,6 +375,7 @@ const (
 // their hash or signature are refused and counted; their targets keep
 // their previous model. Load must have been called (Run does).
 func (c *Cache) Poll(ctx context.Context) (PollResult, error) {
+	defer c.notify() // after the unlock below
 	c.pollMu.Lock()
 	defer c.pollMu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, pollTimeout)
@@ -636,6 +657,7 @@ func (c *Cache) remember(t mm.Target, ref mm.Ref) {
 // survives restarts and later polls until the manifest names another
 // artifact for the target.
 func (c *Cache) Reject(t mm.Target, ref mm.Ref, reason string) {
+	defer c.notify() // after the unlock below
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.state.Rejected[ref.SHA256] = fmt.Sprintf("%s rejected on edge: %s", ref.ID(), reason)
@@ -681,7 +703,8 @@ func (c *Cache) Reject(t mm.Target, ref mm.Ref, reason string) {
 	}
 }
 
-// publish swaps in a new set and updates the active-version metric.
+// publish swaps in a new set and updates the active-version metric; the
+// caller holds mu and calls notify after releasing it.
 func (c *Cache) publish(s *ActiveSet) {
 	sortEntries(s.Entries)
 	c.active.Store(s)
@@ -689,8 +712,37 @@ func (c *Cache) publish(s *ActiveSet) {
 	for _, a := range s.Entries {
 		c.m.active.WithLabelValues(a.Target.Key(), a.Ref.Name, a.Ref.Version).Set(1)
 	}
-	if c.o.OnChange != nil {
-		c.o.OnChange(s)
+	c.pending = s
+}
+
+// notify hands published sets to OnChange outside the locks. If another
+// goroutine is delivering, it picks ours up (it re-checks pending after
+// unlocking), so no set is lost and none is delivered out of order.
+func (c *Cache) notify() {
+	if c.o.OnChange == nil {
+		return
+	}
+	for {
+		if !c.notifyMu.TryLock() {
+			return
+		}
+		for {
+			c.mu.Lock()
+			p := c.pending
+			c.pending = nil
+			c.mu.Unlock()
+			if p == nil {
+				break
+			}
+			c.o.OnChange(p)
+		}
+		c.notifyMu.Unlock()
+		c.mu.Lock()
+		more := c.pending != nil
+		c.mu.Unlock()
+		if !more {
+			return
+		}
 	}
 }
 

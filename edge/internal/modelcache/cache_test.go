@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -488,5 +489,36 @@ func TestRunPicksUpAndScores(t *testing.T) {
 	}
 	if got := modelFor(t, c, "line1/pump/flow", "flow"); got != "flow@1" {
 		t.Fatalf("after more polls: %s", got)
+	}
+}
+
+// TestOnChangeMayReject checks that the callback runs without the cache's
+// locks: a guard that rejects from inside it does not deadlock, and the
+// fallback set is delivered after the set that was rejected.
+func TestOnChangeMayReject(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	tg := mm.Target{}
+	v1, v2 := f.publish("m", nil), f.publish("m", nil)
+	var c *Cache
+	var seen []string
+	f.promote(tg, v1)
+	c = f.cache(f.s3)
+	c.o.OnChange = func(s *ActiveSet) {
+		a, ok := s.Resolve("x", "y")
+		if !ok {
+			seen = append(seen, "builtin")
+			return
+		}
+		seen = append(seen, a.Ref.ID())
+		if a.Ref.ID() == v2.ID() {
+			c.Reject(a.Target, a.Ref, "implausible")
+		}
+	}
+	f.poll(c, Changed)
+	f.promote(tg, v2)
+	f.poll(c, Changed)
+	if diff := cmp.Diff([]string{"m@1", "m@2", "m@1"}, seen); diff != "" {
+		t.Fatalf("sets delivered (-want +got):\n%s", diff)
 	}
 }
