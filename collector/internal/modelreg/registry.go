@@ -82,8 +82,10 @@ type Model struct {
 	State string
 	// Targets lists the target keys this model is active for.
 	Targets []string
-	// Training is the artifact's training record (window, rows, source,
-	// evaluation metrics) as JSON.
+	// Metrics are the artifact's evaluation figures (e.g. train_alarm_rate).
+	Metrics map[string]float64
+	// Training is the artifact's whole training record (window, rows,
+	// source, metrics) as JSON.
 	Training json.RawMessage
 }
 
@@ -123,6 +125,7 @@ CREATE TABLE IF NOT EXISTS models (
     created    timestamptz NOT NULL DEFAULT now(),
     state      text NOT NULL DEFAULT 'published' CHECK (state IN ('published', 'active', 'retired')),
     targets    text[] NOT NULL DEFAULT '{}',
+    metrics    jsonb NOT NULL DEFAULT '{}',
     training   jsonb,
     PRIMARY KEY (name, version)
 );
@@ -174,7 +177,10 @@ func (r *Registry) Publish(ctx context.Context, data []byte, trusted []ed25519.P
 	sha := hex.EncodeToString(sum[:])
 	key := mm.ArtifactKey(r.prefix, sha)
 	m := Model{Name: am.Name, Version: am.Version, Kind: am.Kind, SHA256: sha,
-		Size: int64(len(data)), Key: key, State: "published", Training: training}
+		Size: int64(len(data)), Key: key, State: "published", Metrics: am.Training.Metrics, Training: training}
+	if m.Metrics == nil {
+		m.Metrics = map[string]float64{}
+	}
 
 	var have string
 	err = r.db.QueryRow(ctx, `SELECT sha256 FROM models WHERE name = $1 AND version = $2`, m.Name, m.Version).Scan(&have)
@@ -204,9 +210,9 @@ func (r *Registry) Publish(ctx context.Context, data []byte, trusted []ed25519.P
 	}
 
 	err = pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO models (name, version, kind, sha256, size, key, created, training)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) ON CONFLICT (name, version) DO NOTHING`,
-			m.Name, m.Version, m.Kind, m.SHA256, m.Size, m.Key, r.now().UTC(), string(training))
+		tag, err := tx.Exec(ctx, `INSERT INTO models (name, version, kind, sha256, size, key, created, metrics, training)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb) ON CONFLICT (name, version) DO NOTHING`,
+			m.Name, m.Version, m.Kind, m.SHA256, m.Size, m.Key, r.now().UTC(), m.Metrics, string(training))
 		if err != nil {
 			return err
 		}
@@ -255,7 +261,7 @@ func (r *Registry) List(ctx context.Context) ([]Model, error) {
 }
 
 func (r *Registry) list(ctx context.Context, where string, args ...any) ([]Model, error) {
-	rows, err := r.db.Query(ctx, `SELECT name, version, kind, sha256, size, key, created, state, targets, training
+	rows, err := r.db.Query(ctx, `SELECT name, version, kind, sha256, size, key, created, state, targets, metrics, training
 		FROM models `+where+` ORDER BY name, created DESC, version DESC`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list models: %w", err)
@@ -263,7 +269,7 @@ func (r *Registry) list(ctx context.Context, where string, args ...any) ([]Model
 	ms, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Model, error) {
 		var m Model
 		var training []byte
-		err := row.Scan(&m.Name, &m.Version, &m.Kind, &m.SHA256, &m.Size, &m.Key, &m.Created, &m.State, &m.Targets, &training)
+		err := row.Scan(&m.Name, &m.Version, &m.Kind, &m.SHA256, &m.Size, &m.Key, &m.Created, &m.State, &m.Targets, &m.Metrics, &training)
 		if training != nil {
 			m.Training = json.RawMessage(training)
 		}

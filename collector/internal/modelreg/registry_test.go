@@ -170,8 +170,11 @@ func TestPublishPromoteRollback(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("registry states (-want +got):\n%s", diff)
 	}
-	if !bytes.Contains(list[1].Training, []byte(`"train_alarm_rate"`)) {
-		t.Fatalf("training record = %s, want the artifact's metrics", list[1].Training)
+	if !bytes.Contains(list[1].Training, []byte(`"source": "test-10"`)) {
+		t.Fatalf("training record = %s, want the artifact's", list[1].Training)
+	}
+	if _, ok := list[1].Metrics["train_alarm_rate"]; !ok {
+		t.Fatalf("metrics = %v, want the artifact's train_alarm_rate", list[1].Metrics)
 	}
 }
 
