@@ -323,9 +323,20 @@ func (c *Cache) Load() error {
 	set := &ActiveSet{}
 	lost := false
 	for key, ts := range c.state.Targets {
+		if ts == nil || key != ts.Target.Key() {
+			c.log.Error("model cache state has a malformed target; dropping it", "target", key)
+			delete(c.state.Targets, key)
+			lost = true
+			continue
+		}
 		var good []mm.Ref
 		var act *Active
 		for _, ref := range ts.Good {
+			if !validSHA(ref.SHA256) {
+				// Never let a damaged state name a path outside the cache.
+				c.log.Error("model cache state names a malformed artifact; ignoring it", "target", key, "model", ref.ID())
+				continue
+			}
 			model, err := c.loadCached(ref)
 			if err != nil {
 				continue // reported and moved aside by loadCached
@@ -780,6 +791,20 @@ func (c *Cache) artifactDir() string   { return filepath.Join(c.o.Dir, "artifact
 func (c *Cache) quarantineDir() string { return filepath.Join(c.o.Dir, "quarantine") }
 func (c *Cache) artifactPath(sha string) string {
 	return filepath.Join(c.artifactDir(), sha)
+}
+
+// validSHA reports whether s is 64 lower-case hex digits (so it is safe
+// as a file name).
+func validSHA(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func readLimited(body io.ReadCloser, limit int64) ([]byte, error) {

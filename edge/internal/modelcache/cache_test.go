@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -277,6 +278,15 @@ func TestTamperedArtifactRefused(t *testing.T) {
 	}
 	// A refused artifact is not retried while the manifest is unchanged.
 	f.poll(c, NotModified)
+
+	// 4. A broken manifest is an error; the models in use stay.
+	f.put(prefix+mm.ManifestKey, []byte(`{"schema": 1, "entries": [{"target": {}}]}`))
+	if res, err := c.Poll(context.Background()); res != PollError || err == nil || !strings.Contains(err.Error(), "sha256") {
+		t.Fatalf("poll of a broken manifest = %s, %v", res, err)
+	}
+	if got := modelFor(t, c, "s", "vibration"); got != "vib@1" {
+		t.Fatalf("after a broken manifest: %s, want the previous model", got)
+	}
 }
 
 func TestManifestRollback(t *testing.T) {
@@ -521,4 +531,33 @@ func TestOnChangeMayReject(t *testing.T) {
 	if diff := cmp.Diff([]string{"m@1", "m@2", "m@1"}, seen); diff != "" {
 		t.Fatalf("sets delivered (-want +got):\n%s", diff)
 	}
+}
+
+// FuzzLoadState feeds arbitrary bytes as state.json: Load must not fail
+// or panic, whatever a crash or a disk left behind.
+func FuzzLoadState(f *testing.F) {
+	f.Add([]byte(`{"version":1,"targets":{}}`))
+	f.Add([]byte(`{"version":1,"etag":"x","targets":{"*":{"target":{},"good":[{"name":"m","version":"1","sha256":"00"}]}},"rejected":{"a":"b"}}`))
+	f.Add([]byte(`{"version":2}`))
+	f.Add([]byte(`{"version":1,"targets":{"*":null}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, stateFile), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := New(Options{Dir: dir, Verifier: ArtifactVerifier{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Load(); err != nil {
+			t.Fatalf("Load: %v", err)
+		}
+		if len(c.Active().Entries) != 0 {
+			t.Fatalf("a model became active from a state file alone")
+		}
+		if _, err := ReadStatus(dir); err != nil {
+			t.Fatalf("ReadStatus after Load: %v", err)
+		}
+	})
 }

@@ -57,7 +57,7 @@ func ReadStatus(dir string) (Status, error) {
 	}
 	st.ETag, st.Rejected = ds.ETag, ds.Rejected
 	for _, ts := range ds.Targets {
-		if len(ts.Good) == 0 {
+		if ts == nil || len(ts.Good) == 0 {
 			continue
 		}
 		st.Targets = append(st.Targets, TargetStatus{Target: ts.Target, Active: ts.Good[0], Fallbacks: ts.Good[1:], Since: ts.Since})
@@ -73,6 +73,9 @@ func ReadStatus(dir string) (Status, error) {
 // VerifyCached checks a cached artifact of ref in dir (SHA-256, then v)
 // without moving anything.
 func VerifyCached(dir string, ref mm.Ref, v Verifier) (Model, error) {
+	if !validSHA(ref.SHA256) {
+		return Model{}, fmt.Errorf("%s: malformed sha256 %q in the cache state: %w", ref.ID(), ref.SHA256, ErrHashMismatch)
+	}
 	data, err := os.ReadFile(filepath.Join(dir, "artifacts", ref.SHA256))
 	if err != nil {
 		return Model{}, fmt.Errorf("%s: %w", ref.ID(), err)
