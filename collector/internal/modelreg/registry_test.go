@@ -207,3 +207,40 @@ func TestManifestWriteIsConditional(t *testing.T) {
 		t.Fatal("create over an existing manifest succeeded; the server ignored If-None-Match")
 	}
 }
+
+// TestConcurrentPromotesLoseNothing promotes to many targets at once from
+// separate registries (as separate collector processes would): every
+// promotion must be in the final manifest.
+func TestConcurrentPromotesLoseNothing(t *testing.T) {
+	t.Parallel()
+	r, env := newRegistry(t)
+	ctx := context.Background()
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	if _, err := r.Publish(ctx, signed(t, priv, "m", "1", 1), []ed25519.PublicKey{pub}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		other, err := New(env.Client, r.db, Options{Bucket: env.Bucket, Prefix: "fleet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_, err := other.Promote(ctx, mm.Target{Edge: fmt.Sprintf("edge-%d", i)}, "m", "1")
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("promote: %v", err)
+		}
+	}
+	m, err := mm.Parse(getObject(t, env, "fleet/manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Entries) != n || m.Generation != n {
+		t.Fatalf("manifest has %d entries, generation %d; want %d and %d", len(m.Entries), m.Generation, n, n)
+	}
+}
