@@ -459,10 +459,14 @@ func newModelsListCmd(stdio IO, rf *registryFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(tw, "MODEL\tKIND\tSTATE\tTARGETS\tCREATED\tSHA256")
+			fmt.Fprintln(tw, "MODEL\tKIND\tSTATE\tTARGETS\tCREATED\tTRAIN_ALARM_RATE\tSHA256")
 			for _, m := range list {
-				fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Version, m.Kind, m.State,
-					strings.Join(m.Targets, " "), m.Created.UTC().Format(time.RFC3339), m.SHA256[:12])
+				rate := "-"
+				if r, ok := m.Metrics["train_alarm_rate"]; ok {
+					rate = fmt.Sprintf("%.4f", r)
+				}
+				fmt.Fprintf(tw, "%s@%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Version, m.Kind, m.State,
+					strings.Join(m.Targets, " "), m.Created.UTC().Format(time.RFC3339), rate, m.SHA256[:12])
 			}
 			return tw.Flush()
 		},
