@@ -71,6 +71,7 @@ serves the operations API.`,
 		newMigrateCmd(stdio),
 		newEdgeCmd(stdio),
 		newAPIKeyCmd(stdio),
+		newModelsCmd(stdio),
 	)
 	return root
 }

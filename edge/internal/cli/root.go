@@ -68,6 +68,7 @@ and forwards it to sm-collector.`,
 	root.AddCommand(
 		newVersionCmd(stdio),
 		newScoreCmd(stdio),
+		newModelsCmd(stdio),
 	)
 	return root
 }
