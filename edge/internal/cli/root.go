@@ -67,6 +67,10 @@ and forwards it to sm-collector.`,
 	root.SetErr(stdio.Err)
 	root.AddCommand(
 		newVersionCmd(stdio),
+		newRunCmd(stdio),
+		newConfigCmd(stdio),
+		newDiscoverCmd(stdio),
+		newStatusCmd(stdio),
 	)
 	return root
 }
