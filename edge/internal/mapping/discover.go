@@ -32,8 +32,8 @@ type TopicInfo struct {
 	Format string // plain, json, json-array, sparkplug, text, binary
 	// JSON paths inferred from the last payload.
 	Items, Value, Timestamp, Quality, Sensor string
-	Fields                                    []string
-	Sample                                    string
+	Fields                                   []string
+	Sample                                   string
 }
 
 // NewDiscovery returns an empty Discovery.
