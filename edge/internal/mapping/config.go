@@ -3,7 +3,6 @@ package mapping
 import (
 	"errors"
 	"fmt"
-	"path"
 	"strings"
 
 	"github.com/smartmaint/smartmaint/edge/internal/config/strictyaml"
@@ -57,7 +56,8 @@ type JSONFormat struct {
 
 // ProfileRule picks a profile for sensors whose variable (Segment, default
 // "sensor") matches the glob Match, or whose whole sensor id matches the
-// glob ID (path.Match syntax: "*" does not cross "/").
+// glob ID. In globs "*" matches within one level (not "/"), "**" across
+// levels, "?" one character, and "[abc]" a character class.
 type ProfileRule struct {
 	Segment string `yaml:"segment,omitempty"`
 	Match   string `yaml:"match,omitempty"`
@@ -159,8 +159,8 @@ func (s Subscription) Validate() error {
 			add(at+".segment", "the topic pattern has no {%s}", seg)
 		}
 		for _, g := range []string{r.Match, r.ID} {
-			if _, err := path.Match(g, ""); err != nil {
-				add(at, "bad glob %q: %v", g, err)
+			if _, err := compileGlob(g); err != nil {
+				add(at, "%v", err)
 			}
 		}
 		if r.Profile == "" {

@@ -268,3 +268,64 @@ func jsonString(raw []byte) (string, bool) {
 	}
 	return string(inner), true
 }
+
+// jsonFields finds several paths in one pass over the object obj: out[i]
+// gets the raw value at paths[i] (nil when absent; nil paths are skipped).
+// Duplicate keys: the last one wins, like encoding/json.
+func jsonFields(obj []byte, paths *[4][]string, out *[4][]byte) error {
+	*out = [4][]byte{}
+	if len(obj) == 0 || obj[0] != '{' {
+		return errBadJSON
+	}
+	i := skipWS(obj, 1)
+	if i < len(obj) && obj[i] == '}' {
+		return nil
+	}
+	for {
+		if i >= len(obj) || obj[i] != '"' {
+			return errBadJSON
+		}
+		kend, err := scanString(obj, i)
+		if err != nil {
+			return err
+		}
+		k := obj[i+1 : kend-1]
+		i = skipWS(obj, kend)
+		if i >= len(obj) || obj[i] != ':' {
+			return errBadJSON
+		}
+		i = skipWS(obj, i+1)
+		vend, err := scanValue(obj, i, 1)
+		if err != nil {
+			return err
+		}
+		for p := range paths {
+			path := paths[p]
+			if len(path) == 0 || string(k) != path[0] {
+				continue
+			}
+			if len(path) == 1 {
+				out[p] = obj[i:vend]
+				continue
+			}
+			raw, found, err := jsonLookup(obj[i:vend], path[1:])
+			if err != nil {
+				return err
+			}
+			if found {
+				out[p] = raw
+			}
+		}
+		i = skipWS(obj, vend)
+		if i >= len(obj) {
+			return errBadJSON
+		}
+		if obj[i] == '}' {
+			return nil
+		}
+		if obj[i] != ',' {
+			return errBadJSON
+		}
+		i = skipWS(obj, i+1)
+	}
+}

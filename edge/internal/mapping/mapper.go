@@ -16,7 +16,7 @@ package mapping
 
 import (
 	"fmt"
-	"path"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,7 +56,7 @@ type Filter struct {
 
 type compiledRule struct {
 	varIdx  int // index into route vars; -1 for the item name; -2 for id rules
-	glob    string
+	glob    *regexp.Regexp
 	profile *Profile
 }
 
@@ -70,6 +70,7 @@ type compiledSub struct {
 	def      *Profile
 	// json paths
 	items, value, ts, quality, sensor []string
+	paths                             [4][]string // value, ts, quality, sensor
 	unit                              TimeUnit
 }
 
@@ -140,12 +141,14 @@ func New(opts Options) (*Mapper, error) {
 			cs.quality = splitPath(orDefault(j.Quality, "quality"))
 			cs.sensor = splitPath(j.Sensor)
 			cs.unit = j.TimeUnit
+			cs.paths = [4][]string{cs.value, cs.ts, cs.quality, cs.sensor}
 		}
 		for _, r := range s.ProfileRules {
-			cr := compiledRule{glob: r.Match, profile: opts.Profiles[r.Profile], varIdx: -2}
+			cr := compiledRule{profile: opts.Profiles[r.Profile], varIdx: -2}
 			if r.ID != "" {
-				cr.glob = r.ID
+				cr.glob, _ = compileGlob(r.ID)
 			} else {
+				cr.glob, _ = compileGlob(r.Match)
 				seg := orDefault(r.Segment, "sensor")
 				cr.varIdx = -1
 				for k, n := range pat.Names() {
@@ -276,6 +279,10 @@ func (m *Mapper) mapJSON(dst []wire.Reading, r *route, topic string, payload []b
 	bad := 0
 	switch arr[0] {
 	case '[':
+		if end, err := scanValue(arr, 0, 0); err != nil || end != len(arr) {
+			m.rejectErr(r, recv, topic, reject(ReasonBadPayload, "%v", errBadJSON), payload)
+			return dst, 1
+		}
 		n := 0
 		err := eachElem(arr, func(i int, item []byte) bool {
 			if n >= maxItems {
@@ -334,15 +341,16 @@ func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item []byte, recv time.T
 	if len(item) == 0 || item[0] != '{' {
 		return dst, reject(ReasonBadPayload, "a reading must be a JSON object")
 	}
+	var f [4][]byte // value, timestamp, quality, sensor name
+	if err := jsonFields(item, &s.paths, &f); err != nil {
+		return dst, reject(ReasonBadPayload, "%v", err)
+	}
 	e := r.sensor
 	if s.usesItem {
 		var name []byte
 		if s.sensor != nil {
-			raw, found, err := jsonLookup(item, s.sensor)
-			if err != nil {
-				return dst, reject(ReasonBadPayload, "%v", err)
-			}
-			if !found || len(raw) == 0 || raw[0] == 'n' {
+			raw := f[3]
+			if len(raw) == 0 || raw[0] == 'n' {
 				return dst, reject(ReasonNoSensor, "no sensor name at json.sensor path %q", s.cfg.JSON.Sensor)
 			}
 			if raw[0] == '"' {
@@ -365,23 +373,15 @@ func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item []byte, recv time.T
 		}
 		return dst, &decodeError{reason: ReasonNoProfile, detail: fmt.Sprintf("sensor %q matches no profile rule and the subscription has no default profile", id)}
 	}
-	raw, found, err := jsonLookup(item, s.value)
-	if err != nil {
-		return dst, reject(ReasonBadPayload, "%v", err)
-	}
-	if !found {
+	if f[0] == nil {
 		return dst, reject(ReasonNoValue, "no value at json.value path %q", orDefault(s.cfg.JSON.Value, "value"))
 	}
-	v, err := parseJSONValue(raw)
+	v, err := parseJSONValue(f[0])
 	if err != nil {
 		return dst, err
 	}
 	rd := wire.Reading{Sensor: e.id, Value: v}
-	raw, found, err = jsonLookup(item, s.ts)
-	if err != nil {
-		return dst, reject(ReasonBadPayload, "%v", err)
-	}
-	if found && !(len(raw) > 0 && raw[0] == 'n') {
+	if raw := f[1]; raw != nil && raw[0] != 'n' {
 		if rd.Time, err = parseTimestamp(raw, s.unit); err != nil {
 			return dst, err
 		}
@@ -389,12 +389,8 @@ func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item []byte, recv time.T
 		rd.Time = recv.UnixNano()
 		rd.Flags |= wire.FlagNoTimestamp
 	}
-	raw, found, err = jsonLookup(item, s.quality)
-	if err != nil {
-		return dst, reject(ReasonBadPayload, "%v", err)
-	}
-	if found {
-		if rd.Quality, err = parseQuality(raw); err != nil {
+	if f[2] != nil {
+		if rd.Quality, err = parseQuality(f[2]); err != nil {
 			return dst, err
 		}
 	}
@@ -537,7 +533,7 @@ func (m *Mapper) resolve(r *route, id, item string) *Profile {
 			case rule.varIdx < len(r.vars):
 				subject = r.vars[rule.varIdx]
 			}
-			if ok, _ := path.Match(rule.glob, subject); ok {
+			if rule.glob.MatchString(subject) {
 				base = rule.profile
 				break
 			}
