@@ -138,8 +138,22 @@ func Parse(file string, data []byte) (*Config, mapping.Profiles, strictyaml.Prob
 	if root == nil {
 		return nil, nil, probs
 	}
-	cfg.resolvePaths(filepath.Dir(file))
-	probs = append(probs, strictyaml.FromError(file, root, "", cfg.Validate())...)
+	base, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		base = filepath.Dir(file)
+	}
+	cfg.resolvePaths(base)
+	// A field that failed to decode is not validated again (its zero value
+	// would only add a second, misleading problem).
+	decodeFailed := map[string]bool{}
+	for _, p := range probs {
+		decodeFailed[p.Path] = true
+	}
+	for _, p := range strictyaml.FromError(file, root, "", cfg.Validate()) {
+		if !decodeFailed[p.Path] {
+			probs = append(probs, p)
+		}
+	}
 	profiles, pprobs := cfg.loadProfiles()
 	probs = append(probs, pprobs...)
 	if len(pprobs) == 0 {

@@ -136,7 +136,7 @@ func (l Limits) validate(at string, r Range) error {
 			errs = append(errs, strictyaml.Errorf(at+"."+cur.name, "must be finite"))
 			continue
 		}
-		if r.Min != nil && r.Max != nil && (*cur.v < *r.Min || *cur.v > *r.Max) {
+		if r.Min != nil && r.Max != nil && *r.Min < *r.Max && (*cur.v < *r.Min || *cur.v > *r.Max) {
 			errs = append(errs, strictyaml.Errorf(at+"."+cur.name, "%g is outside the range [%g, %g]", *cur.v, *r.Min, *r.Max))
 		}
 		if prev != nil && *prev.v >= *cur.v {

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -102,7 +101,7 @@ func Decode(file string, data []byte, v any) (*yaml.Node, Problems) {
 		}
 		if m := lineRE.FindStringSubmatch(e); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			ps = append(ps, Problem{File: file, Line: line, Path: pathOfValueAt(&root, line), Msg: cleanTypeMsg(m[2])})
+			ps = append(ps, Problem{File: file, Line: line, Path: pathOfValueAt(&root, line, tagKind(m[2])), Msg: cleanTypeMsg(m[2])})
 			continue
 		}
 		ps = append(ps, Problem{File: file, Msg: e})
@@ -128,7 +127,7 @@ func cleanTypeMsg(s string) string {
 	s = strings.Replace(s, "cannot unmarshal !!seq", "cannot use a list", 1)
 	s = strings.Replace(s, "cannot unmarshal !!map", "cannot use a mapping", 1)
 	s = strings.Replace(s, "cannot unmarshal", "cannot use", 1)
-	return strings.Replace(s, "` into ", "` as ", 1)
+	return strings.Replace(s, " into ", " as ", 1)
 }
 
 // FromError converts a Validate error (errors.Join of "path: message"
@@ -211,7 +210,7 @@ func Locate(root *yaml.Node, path string) int {
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
-	line := 0
+	line, parentKey := 0, 0
 	if n != nil {
 		line = n.Line
 	}
@@ -221,10 +220,16 @@ func Locate(root *yaml.Node, path string) int {
 			if keyLine > 0 {
 				return keyLine
 			}
+			if parentKey > 0 {
+				return parentKey // the section's key line
+			}
 			return line
 		}
-		n = next
+		n, parentKey = next, keyLine
 		line = n.Line
+		if keyLine > 0 {
+			line = keyLine
+		}
 	}
 	return line
 }
@@ -299,20 +304,42 @@ func pathOfKeyAt(root *yaml.Node, line int, key string) string {
 	return found
 }
 
-// pathOfValueAt returns the path of the innermost value on line.
-func pathOfValueAt(root *yaml.Node, line int) string {
-	var cands []string
+// tagKind returns the node kind named in a yaml type error
+// ("cannot unmarshal !!map ..."), or 0 when unknown.
+func tagKind(msg string) yaml.Kind {
+	switch {
+	case strings.Contains(msg, "!!map"):
+		return yaml.MappingNode
+	case strings.Contains(msg, "!!seq"):
+		return yaml.SequenceNode
+	case strings.Contains(msg, "!!"):
+		return yaml.ScalarNode
+	}
+	return 0
+}
+
+// pathOfValueAt returns the path of the value on line that a type error
+// is about: a node of the given kind, preferably a mapping value, the
+// innermost one.
+func pathOfValueAt(root *yaml.Node, line int, kind yaml.Kind) string {
+	best, bestScore := "", -1
 	walk(root, "", func(path string, k, v *yaml.Node) bool {
-		if v.Line == line && (v.Kind == yaml.ScalarNode || k != nil && k.Line == line) {
-			cands = append(cands, path)
+		if v.Line != line && (k == nil || k.Line != line) {
+			return false
+		}
+		score := len(path)
+		if kind == 0 || v.Kind == kind {
+			score += 2000
+		}
+		if k != nil {
+			score += 1000
+		}
+		if score > bestScore {
+			best, bestScore = path, score
 		}
 		return false
 	})
-	if len(cands) == 0 {
-		return ""
-	}
-	sort.Slice(cands, func(i, j int) bool { return len(cands[i]) > len(cands[j]) })
-	return cands[0]
+	return best
 }
 
 func walk(n *yaml.Node, path string, fn func(path string, key, val *yaml.Node) bool) bool {
