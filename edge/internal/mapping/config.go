@@ -42,8 +42,9 @@ type JSONFormat struct {
 	Items string `yaml:"items,omitempty"`
 	// Value is the path of the value in a reading; default "value".
 	Value string `yaml:"value,omitempty"`
-	// Timestamp is the path of the timestamp; default "timestamp". A reading
-	// without it gets the receive time and wire.FlagNoTimestamp.
+	// Timestamp is the path of the timestamp; default "timestamp". With
+	// Items, an item without it uses the same path at the message's root.
+	// A reading without any gets the receive time and wire.FlagNoTimestamp.
 	Timestamp string `yaml:"timestamp,omitempty"`
 	// TimeUnit reads numeric timestamps: auto (default), s, ms, us or ns.
 	TimeUnit TimeUnit `yaml:"time_unit,omitempty"`

@@ -59,7 +59,8 @@ type decodeError struct {
 	detail string
 }
 
-func (e *decodeError) Error() string { return e.reason + ": " + e.detail }
+// Error returns the detail; the reason is reported separately.
+func (e *decodeError) Error() string { return e.detail }
 
 func reject(reason, format string, args ...any) error {
 	return &decodeError{reason: reason, detail: fmt.Sprintf(format, args...)}

@@ -264,7 +264,11 @@ func (m *Mapper) mapJSON(dst []wire.Reading, r *route, topic string, payload []b
 		return dst, 1
 	}
 	arr := p
+	var rootTS []byte // with json.items: the message-level timestamp, used by items without one
 	if s.items != nil {
+		if raw, found, err := jsonLookup(p, s.ts); err == nil && found {
+			rootTS = raw
+		}
 		raw, found, err := jsonLookup(p, s.items)
 		switch {
 		case err != nil:
@@ -292,7 +296,7 @@ func (m *Mapper) mapJSON(dst []wire.Reading, r *route, topic string, payload []b
 			}
 			n++
 			var err error
-			dst, err = m.jsonItem(dst, r, item, recv)
+			dst, err = m.jsonItem(dst, r, item, rootTS, recv)
 			if err != nil {
 				m.rejectErr(r, recv, topic, fmt.Errorf("item %d: %w", i, err), payload)
 				bad++
@@ -309,7 +313,7 @@ func (m *Mapper) mapJSON(dst []wire.Reading, r *route, topic string, payload []b
 			return dst, 1
 		}
 		var err error
-		if dst, err = m.jsonItem(dst, r, arr, recv); err != nil {
+		if dst, err = m.jsonItem(dst, r, arr, nil, recv); err != nil {
 			m.rejectErr(r, recv, topic, err, payload)
 			bad++
 		}
@@ -335,8 +339,9 @@ func (m *Mapper) mapJSON(dst []wire.Reading, r *route, topic string, payload []b
 	return dst, bad
 }
 
-// jsonItem decodes one reading object.
-func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item []byte, recv time.Time) ([]wire.Reading, error) {
+// jsonItem decodes one reading object; rootTS is the timestamp to use when
+// the item has none (nil: the receive time).
+func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item, rootTS []byte, recv time.Time) ([]wire.Reading, error) {
 	s := r.sub
 	if len(item) == 0 || item[0] != '{' {
 		return dst, reject(ReasonBadPayload, "a reading must be a JSON object")
@@ -381,7 +386,11 @@ func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item []byte, recv time.T
 		return dst, err
 	}
 	rd := wire.Reading{Sensor: e.id, Value: v}
-	if raw := f[1]; raw != nil && raw[0] != 'n' {
+	raw := f[1]
+	if raw == nil {
+		raw = rootTS
+	}
+	if raw != nil && raw[0] != 'n' {
 		if rd.Time, err = parseTimestamp(raw, s.unit); err != nil {
 			return dst, err
 		}

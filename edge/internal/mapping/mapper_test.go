@@ -166,7 +166,7 @@ var itemsCases = []mapCase{
 		payload: `{"time":"2026-11-26T10:00:00Z","channels":[{"tag":"AI01","mA":12.1,"time":"2026-11-26T10:00:01Z"},{"tag":"AI02","mA":4},{"tag":"DI1","mA":1},{"mA":5},{"tag":"AI03","mA":"x"}]}`,
 		want: []wire.Reading{
 			{Sensor: "s1/plc3/ai/AI01", Time: ms("2026-11-26T10:00:01Z"), Value: 12.1},
-			{Sensor: "s1/plc3/ai/AI02", Time: recv.UnixNano(), Value: 4, Flags: wire.FlagNoTimestamp},
+			{Sensor: "s1/plc3/ai/AI02", Time: ms("2026-11-26T10:00:00Z"), Value: 4},
 		},
 		reasons: []string{ReasonNoProfile, ReasonNoSensor, ReasonBadValue}},
 	{name: "no array", topic: "site/s1/plc3/analog", payload: `{"channels": 5}`, reasons: []string{ReasonBadPayload}},
