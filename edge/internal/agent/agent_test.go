@@ -75,7 +75,7 @@ func (s *recordingSink) count() int {
 
 // testConfig renders a config around the given broker and subscriptions
 // section and loads it through the real config path.
-func testConfig(t *testing.T, brokerYAML, subsYAML string) (*config.Config, mapping.Profiles) {
+func testConfig(t testing.TB, brokerYAML, subsYAML string) (*config.Config, mapping.Profiles) {
 	t.Helper()
 	text := fmt.Sprintf("version: 1\nedge_id: test-edge\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n%s\n  reconnect: {initial: 100ms, max: 500ms}\n  drain_timeout: 3s\nsubscriptions:\n%s\n", brokerYAML, subsYAML)
 	file := filepath.Join(t.TempDir(), "edge.yaml")
@@ -96,7 +96,7 @@ type running struct {
 	err    error
 }
 
-func (r *running) stop(t *testing.T) {
+func (r *running) stop(t testing.TB) {
 	t.Helper()
 	r.cancel()
 	select {
@@ -109,7 +109,7 @@ func (r *running) stop(t *testing.T) {
 	}
 }
 
-func startAgent(t *testing.T, cfg *config.Config, profiles mapping.Profiles, sink Sink) *running {
+func startAgent(t testing.TB, cfg *config.Config, profiles mapping.Profiles, sink Sink) *running {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	a, err := New(Options{Config: cfg, Profiles: profiles, Sink: sink, Logger: logger, Registry: prometheus.NewRegistry(), Version: "test"})
@@ -130,7 +130,7 @@ func startAgent(t *testing.T, cfg *config.Config, profiles mapping.Profiles, sin
 	return r
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -139,7 +139,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // waitFor polls cond; integration tests wait on real processes, so this is
 // a deadline, not a timing assertion.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
