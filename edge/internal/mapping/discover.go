@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -208,6 +209,9 @@ func sample(p []byte) string {
 	s := string(bytes.TrimSpace(p))
 	if len(s) > 100 {
 		s = s[:100] + "…"
+	}
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) >= 0 {
+		s = strconv.Quote(s)
 	}
 	return s
 }

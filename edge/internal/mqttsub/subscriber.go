@@ -119,6 +119,9 @@ type Subscriber struct {
 	reconnects     uint64
 	lastErr        string
 
+	// onAttempt, if set (tests), is called before each connection attempt.
+	onAttempt func()
+
 	mConnected  prometheus.Gauge
 	mReconnects prometheus.Counter
 	mReceived   prometheus.Counter
@@ -314,6 +317,9 @@ func (s *Subscriber) connectLoop(ctx context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
+		if s.onAttempt != nil {
+			s.onAttempt()
+		}
 		s.setState(StateConnecting, nil)
 		if err := s.waitToken(ctx, s.client.Connect()); err != nil {
 			if ctx.Err() != nil {
