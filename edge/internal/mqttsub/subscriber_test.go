@@ -84,4 +84,3 @@ func (nopHandler) HandleBatch(_ context.Context, msgs []Message) {
 		msgs[i].Ack()
 	}
 }
-
