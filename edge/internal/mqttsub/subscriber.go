@@ -107,9 +107,7 @@ type Subscriber struct {
 	log    *slog.Logger
 	client mqtt.Client
 
-	queue    chan Message
-	stop     chan struct{}
-	inMu     sync.RWMutex
+	queue    *inbox
 	lost     chan error
 	received atomic.Uint64
 
@@ -153,8 +151,7 @@ func New(opts Options) (*Subscriber, error) {
 	s := &Subscriber{
 		opts:  opts,
 		log:   opts.Logger.With("component", "mqttsub"),
-		queue: make(chan Message, c.Queue),
-		stop:  make(chan struct{}),
+		queue: newInbox(c.Queue, max(c.MaxBatch/4, 16), c.Workers),
 		lost:  make(chan error, 1),
 		state: StateDisconnected,
 		mConnected: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -174,7 +171,7 @@ func New(opts Options) (*Subscriber, error) {
 		queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "smartmaint_edge_mqtt_queue_messages",
 			Help: "Received messages waiting for a worker.",
-		}, func() float64 { return float64(len(s.queue)) })
+		}, func() float64 { return float64(s.queue.len()) })
 		opts.Registerer.MustRegister(s.mConnected, s.mReconnects, s.mReceived, queued)
 	}
 	mo := mqtt.NewClientOptions().
@@ -210,21 +207,12 @@ func New(opts Options) (*Subscriber, error) {
 }
 
 // onMessage runs on paho's router goroutine for every message.
+// When the subscriber is shutting down the message is dropped without
+// acknowledgement, so the broker redelivers it to the next session.
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
-	s.inMu.RLock()
-	defer s.inMu.RUnlock()
-	select {
-	case <-s.stop:
-		return // shutting down: not acknowledged, so the broker redelivers it
-	default:
-	}
 	s.received.Add(1)
 	s.mReceived.Inc()
-	msg := Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Duplicate: m.Duplicate(), Received: time.Now(), msg: m}
-	select {
-	case s.queue <- msg:
-	case <-s.stop:
-	}
+	s.queue.push(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Duplicate: m.Duplicate(), Received: time.Now(), msg: m})
 }
 
 // Status returns the connection state.
@@ -234,7 +222,7 @@ func (s *Subscriber) Status() Status {
 	return Status{
 		URL: redactURL(s.opts.Config.URL), ClientID: s.opts.ClientID, State: s.state,
 		ConnectedSince: s.connectedSince, Reconnects: s.reconnects, LastError: s.lastErr,
-		Received: s.received.Load(), Queued: len(s.queue),
+		Received: s.received.Load(), Queued: s.queue.len(),
 	}
 }
 
@@ -278,10 +266,7 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	s.connectLoop(ctx)
 
 	// Shutdown: no new messages, drain the queue, then disconnect.
-	close(s.stop)
-	s.inMu.Lock()
-	close(s.queue)
-	s.inMu.Unlock()
+	s.queue.close()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	timer := time.NewTimer(c.DrainTimeout)
@@ -382,19 +367,11 @@ func (s *Subscriber) waitToken(ctx context.Context, t mqtt.Token) error {
 func (s *Subscriber) worker(ctx context.Context) {
 	max := s.opts.Config.MaxBatch
 	batch := make([]Message, 0, max)
-	for first := range s.queue {
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < max {
-			select {
-			case m, ok := <-s.queue:
-				if !ok {
-					break fill
-				}
-				batch = append(batch, m)
-			default:
-				break fill
-			}
+	for {
+		var ok bool
+		batch, ok = s.queue.take(batch[:0], max)
+		if !ok {
+			return
 		}
 		s.opts.Handler.HandleBatch(ctx, batch)
 		clear(batch) // drop payload references
