@@ -164,7 +164,7 @@ func New(opts Options) (*Subscriber, error) {
 		}),
 		mReceived: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "smartmaint_edge_mqtt_messages_received_total",
-			Help: "MQTT messages received from the broker.",
+			Help: "MQTT messages received from the broker and queued for mapping.",
 		}),
 	}
 	if opts.Registerer != nil {
@@ -210,9 +210,10 @@ func New(opts Options) (*Subscriber, error) {
 // When the subscriber is shutting down the message is dropped without
 // acknowledgement, so the broker redelivers it to the next session.
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
-	s.received.Add(1)
-	s.mReceived.Inc()
-	s.queue.push(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Duplicate: m.Duplicate(), Received: time.Now(), msg: m})
+	if s.queue.push(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Duplicate: m.Duplicate(), Received: time.Now(), msg: m}) {
+		s.received.Add(1)
+		s.mReceived.Inc()
+	}
 }
 
 // Status returns the connection state.
