@@ -201,7 +201,7 @@ func (m *Mapper) Map(dst []wire.Reading, topic string, payload []byte, recv time
 	r := m.route(topic)
 	if r == nil {
 		m.stats.reject(recv, topic, "", ReasonUnknownTopic, "no subscription pattern matches the topic", payload)
-		m.stats.mMsgRejected.Inc()
+		m.stats.msgRejected.Add(1)
 		return dst
 	}
 	var bad int
@@ -214,15 +214,16 @@ func (m *Mapper) Map(dst []wire.Reading, topic string, payload []byte, recv time
 		dst, bad = m.mapSparkplug(dst, r, topic, payload, recv)
 	}
 	got := len(dst) - n0
-	m.stats.readings.Add(uint64(got))
-	m.stats.mReadings.Add(float64(got))
+	if got > 0 {
+		m.stats.readings.Add(uint64(got))
+	}
 	switch {
 	case bad == 0:
-		m.stats.mMsgOK.Inc()
+		m.stats.msgOK.Add(1)
 	case got > 0:
-		m.stats.mMsgPartial.Inc()
+		m.stats.msgPartial.Add(1)
 	default:
-		m.stats.mMsgRejected.Inc()
+		m.stats.msgRejected.Add(1)
 	}
 	return dst
 }

@@ -246,8 +246,15 @@ func TestStatsMetricsAndBoundedRing(t *testing.T) {
 	if got := testutil.ToFloat64(m.stats.mErrors.WithLabelValues(unmappedSubLabel, ReasonUnknownTopic)); got != 20 {
 		t.Errorf("decode errors{unknown_topic} = %v, want 20", got)
 	}
-	if got := testutil.ToFloat64(m.stats.mReadings); got != 1 {
-		t.Errorf("readings mapped = %v, want 1", got)
+	if got, err := testutil.GatherAndCount(reg, "smartmaint_edge_messages_total"); err != nil || got != 3 {
+		t.Errorf("messages_total series = %d, %v; want 3", got, err)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP smartmaint_edge_readings_mapped_total Readings decoded and mapped to a sensor with a profile.
+# TYPE smartmaint_edge_readings_mapped_total counter
+smartmaint_edge_readings_mapped_total 1
+`), "smartmaint_edge_readings_mapped_total"); err != nil {
+		t.Error(err)
 	}
 	snap := m.Snapshot(3)
 	if len(snap.DeadLetters) != 3 || snap.DeadLetters[0].Topic != "nowhere/"+strings.Repeat("x", 19) {

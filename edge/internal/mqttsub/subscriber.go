@@ -122,7 +122,6 @@ type Subscriber struct {
 
 	mConnected  prometheus.Gauge
 	mReconnects prometheus.Counter
-	mReceived   prometheus.Counter
 }
 
 // New prepares a subscriber; it does not connect.
@@ -162,17 +161,17 @@ func New(opts Options) (*Subscriber, error) {
 			Name: "smartmaint_edge_broker_reconnects_total",
 			Help: "Failed connection attempts and lost connections to the MQTT broker.",
 		}),
-		mReceived: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "smartmaint_edge_mqtt_messages_received_total",
-			Help: "MQTT messages received from the broker and queued for mapping.",
-		}),
 	}
 	if opts.Registerer != nil {
 		queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "smartmaint_edge_mqtt_queue_messages",
 			Help: "Received messages waiting for a worker.",
 		}, func() float64 { return float64(s.queue.len()) })
-		opts.Registerer.MustRegister(s.mConnected, s.mReconnects, s.mReceived, queued)
+		received := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "smartmaint_edge_mqtt_messages_received_total",
+			Help: "MQTT messages received from the broker and queued for mapping.",
+		}, func() float64 { return float64(s.received.Load()) })
+		opts.Registerer.MustRegister(s.mConnected, s.mReconnects, received, queued)
 	}
 	mo := mqtt.NewClientOptions().
 		AddBroker(c.URL).
@@ -212,7 +211,6 @@ func New(opts Options) (*Subscriber, error) {
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if s.queue.push(Message{Topic: m.Topic(), Payload: m.Payload(), QoS: m.Qos(), Duplicate: m.Duplicate(), Received: time.Now(), msg: m}) {
 		s.received.Add(1)
-		s.mReceived.Inc()
 	}
 }
 
