@@ -54,12 +54,13 @@ type Options struct {
 }
 
 // NewMapper builds the mapper of cfg and registers its metrics on reg.
-func NewMapper(cfg *config.Config, profiles mapping.Profiles, reg prometheus.Registerer) (*mapping.Mapper, error) {
+func NewMapper(cfg *config.Config, profiles mapping.Profiles, reg prometheus.Registerer, logger *slog.Logger) (*mapping.Mapper, error) {
 	return mapping.New(mapping.Options{
 		Subscriptions: cfg.Subscriptions,
 		Sensors:       cfg.Sensors,
 		Profiles:      profiles,
 		Registerer:    reg,
+		Logger:        logger.With("component", "mapping"),
 	})
 }
 
@@ -109,7 +110,7 @@ func New(opts Options) (*Agent, error) {
 	opts.Registry.MustRegister(a.mWriteFailures, a.mWriteSeconds)
 	a.mapper = opts.Mapper
 	if a.mapper == nil {
-		m, err := NewMapper(opts.Config, opts.Profiles, opts.Registry)
+		m, err := NewMapper(opts.Config, opts.Profiles, opts.Registry, opts.Logger)
 		if err != nil {
 			return nil, fmt.Errorf("agent: %w", err)
 		}

@@ -42,7 +42,7 @@ listens on admin.listen (default 127.0.0.1:9470).`,
 			logger := newLogger(stdio, cfg.Log)
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			mapper, err := agent.NewMapper(cfg, profiles, reg)
+			mapper, err := agent.NewMapper(cfg, profiles, reg, logger)
 			if err != nil {
 				return err
 			}

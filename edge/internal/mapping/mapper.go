@@ -16,6 +16,7 @@ package mapping
 
 import (
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -44,6 +45,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// DeadLetters is the size of the dead-letter ring (default 1000).
 	DeadLetters int
+	// Logger, if set, gets one warning per topic and rejection reason.
+	Logger *slog.Logger
 }
 
 // Filter is an MQTT subscription: a topic filter and its QoS.
@@ -112,7 +115,7 @@ func New(opts Options) (*Mapper, error) {
 	m := &Mapper{
 		overrides: opts.Sensors,
 		profiles:  opts.Profiles,
-		stats:     newStats(opts.Registerer, opts.DeadLetters),
+		stats:     newStats(opts.Registerer, opts.DeadLetters, opts.Logger),
 		sp:        newSparkplugState(),
 		routes:    map[string]*route{},
 		sensors:   map[string]*sensorEntry{},

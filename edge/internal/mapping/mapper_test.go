@@ -128,7 +128,7 @@ func runMapCases(t *testing.T, m *Mapper, cases []mapCase) {
 
 func TestMapJSON(t *testing.T) {
 	m := newTestMapper(t, nil, nil, jsonSub)
-	m.stats = newStats(nil, 1000) // large ring so the case diffing sees every entry
+	m.stats = newStats(nil, 1000, nil) // large ring so the case diffing sees every entry
 	runMapCases(t, m, jsonCases)
 }
 
@@ -148,7 +148,7 @@ var plainCases = []mapCase{
 
 func TestMapPlain(t *testing.T) {
 	m := newTestMapper(t, nil, nil, plainSub)
-	m.stats = newStats(nil, 1000)
+	m.stats = newStats(nil, 1000, nil)
 	runMapCases(t, m, plainCases)
 }
 
@@ -174,7 +174,7 @@ var itemsCases = []mapCase{
 
 func TestMapJSONItems(t *testing.T) {
 	m := newTestMapper(t, nil, nil, itemsSub)
-	m.stats = newStats(nil, 1000)
+	m.stats = newStats(nil, 1000, nil)
 	runMapCases(t, m, itemsCases)
 }
 

@@ -91,7 +91,7 @@ const t0 = 1764151200000 // ms
 
 func TestMapSparkplug(t *testing.T) {
 	m := newTestMapper(t, nil, nil, spSub)
-	m.stats = newStats(nil, 1000)
+	m.stats = newStats(nil, 1000, nil)
 	cases := []mapCase{
 		{name: "DBIRTH declares aliases and carries values", topic: "spBv1.0/water/DBIRTH/gw1/pump7",
 			payload: string(encodeSparkplug(t0, 0,

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,8 @@ type stats struct {
 	// costs one uncontended atomic add each, not a float CAS loop.
 	msgOK, msgPartial, msgRejected atomic.Uint64
 
+	log *slog.Logger // may be nil
+
 	mu      sync.Mutex
 	byTR    map[trKey]*trStat
 	ring    []DeadLetter
@@ -65,11 +68,12 @@ type stats struct {
 	mErrors *prometheus.CounterVec
 }
 
-func newStats(reg prometheus.Registerer, ringSize int) *stats {
+func newStats(reg prometheus.Registerer, ringSize int, log *slog.Logger) *stats {
 	if ringSize <= 0 {
 		ringSize = defaultDeadLetters
 	}
 	s := &stats{
+		log:  log,
 		byTR: map[trKey]*trStat{},
 		ring: make([]DeadLetter, ringSize),
 		// Labelled by subscription pattern rather than topic: topics are
@@ -118,6 +122,12 @@ func (s *stats) reject(now time.Time, topic, sub, reason, detail string, payload
 		if st == nil {
 			st = &trStat{}
 			s.byTR[k] = st
+			if s.log != nil {
+				// Once per topic and reason, so commissioning shows what is
+				// not mapped without flooding the log.
+				s.log.Warn("rejected a message; further ones of this topic and reason are only counted",
+					"topic", topic, "reason", reason, "err", detail)
+			}
 		}
 	}
 	st.count++
