@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -181,37 +182,24 @@ func (m *Mapper) mapSparkplug(dst []wire.Reading, r *route, topic string, payloa
 	default:
 		return dst, 0 // DEATH, CMD, STATE: nothing to map
 	}
-	// First pass: payload timestamp and metric spans.
+	// First pass: validate the framing and find the payload timestamp,
+	// which may follow the metrics.
 	var payloadTS uint64
-	var metrics [][]byte
-	b := payload
-	for len(b) > 0 {
+	nMetrics := 0
+	for b := payload; len(b) > 0; {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			m.rejectErr(r, recv, topic, reject(ReasonBadPayload, "protobuf: %v", protowire.ParseError(n)), payload)
 			return dst, 1
 		}
 		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.VarintType:
+		if num == 1 && typ == protowire.VarintType {
 			v, n := protowire.ConsumeVarint(b)
 			if n < 0 {
 				m.rejectErr(r, recv, topic, reject(ReasonBadPayload, "protobuf: %v", protowire.ParseError(n)), payload)
 				return dst, 1
 			}
 			payloadTS, b = v, b[n:]
-			continue
-		case num == 2 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				m.rejectErr(r, recv, topic, reject(ReasonBadPayload, "protobuf: %v", protowire.ParseError(n)), payload)
-				return dst, 1
-			}
-			if len(metrics) >= maxItems {
-				m.rejectErr(r, recv, topic, reject(ReasonTooLarge, "more than %d metrics", maxItems), payload)
-				return dst, 1
-			}
-			metrics, b = append(metrics, v), b[n:]
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
@@ -220,36 +208,55 @@ func (m *Mapper) mapSparkplug(dst []wire.Reading, r *route, topic string, payloa
 			return dst, 1
 		}
 		b = b[n:]
+		if num == 2 && typ == protowire.BytesType {
+			nMetrics++
+		}
+	}
+	if nMetrics > maxItems {
+		m.rejectErr(r, recv, topic, reject(ReasonTooLarge, "more than %d metrics", maxItems), payload)
+		return dst, 1
 	}
 	var births map[uint64]string
 	if birth {
 		births = map[uint64]string{}
 	}
-	bad := 0
-	for i, mb := range metrics {
+	bad, i := 0, -1
+	// Second pass: the metrics (framing is known to be valid).
+	for b := payload; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		b = b[n:]
+		if num != 2 || typ != protowire.BytesType {
+			b = b[protowire.ConsumeFieldValue(num, typ, b):]
+			continue
+		}
+		mb, n := protowire.ConsumeBytes(b)
+		b = b[n:]
+		i++
 		mt, err := parseSpMetric(mb)
 		if err != nil {
 			m.rejectErr(r, recv, topic, reject(ReasonBadPayload, "metric %d: protobuf: %v", i, err), payload)
 			bad++
 			continue
 		}
-		name := string(mt.name)
-		if birth && name != "" && mt.hasAlias {
-			births[mt.alias] = name
+		name := mt.name
+		if birth && len(name) > 0 && mt.hasAlias {
+			births[mt.alias] = string(name)
 		}
-		if name == "" && mt.hasAlias {
+		if len(name) == 0 && mt.hasAlias {
+			var s string
 			if birth {
-				name = births[mt.alias]
+				s = births[mt.alias]
 			} else {
-				name = m.sp.lookup(key, mt.alias)
+				s = m.sp.lookup(key, mt.alias)
 			}
-			if name == "" {
+			if s == "" {
 				m.rejectErr(r, recv, topic, reject(ReasonUnknownAlias, "metric %d: alias %d was not declared in a BIRTH message", i, mt.alias), payload)
 				bad++
 				continue
 			}
+			name = unsafeBytes(s)
 		}
-		if name == "" {
+		if len(name) == 0 {
 			m.rejectErr(r, recv, topic, reject(ReasonNoSensor, "metric %d has neither name nor alias", i), payload)
 			bad++
 			continue
@@ -263,7 +270,7 @@ func (m *Mapper) mapSparkplug(dst []wire.Reading, r *route, topic string, payloa
 			bad++
 			continue
 		}
-		e := m.itemEntry(r, []byte(name))
+		e := m.itemEntry(r, name)
 		if e.profile == nil {
 			m.noProfile(r, recv, topic, e, payload)
 			bad++
@@ -289,6 +296,10 @@ func (m *Mapper) mapSparkplug(dst []wire.Reading, r *route, topic string, payloa
 	}
 	return dst, bad
 }
+
+// unsafeBytes views s as bytes for a map lookup; the bytes are never
+// modified or retained (itemEntry copies the name when it stores it).
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 func (s *sparkplugState) lookup(key string, alias uint64) string {
 	s.mu.Lock()
