@@ -93,9 +93,16 @@ func bareDrain(b *testing.B, url, clientID, filter string, n int) float64 {
 // the same backlog, in the same run. Each iteration measures both, in
 // alternating order (this machine is shared and noisy); the reported ratio
 // is the median of the per-iteration ratios. Goal: ratio ≥ 0.9. Run with
-// -benchtime=Nx (N ≥ 5).
+// -benchtime=Nx (N ≥ 5). The sub-benchmarks run the broker with an
+// unlimited in-flight window (as the zero-loss tests do) and with
+// Mosquitto's default of 20 unacknowledged messages per client.
 func BenchmarkIngestVsBarePaho(b *testing.B) {
-	mq := testenv.StartMosquitto(b, "")
+	b.Run("inflight=unlimited", func(b *testing.B) { benchIngest(b, "") })
+	b.Run("inflight=20", func(b *testing.B) { benchIngest(b, "max_inflight_messages 20") })
+}
+
+func benchIngest(b *testing.B, brokerConf string) {
+	mq := testenv.StartMosquitto(b, brokerConf)
 	var bareSum, edgeSum float64
 	var ratios []float64
 	iter := 0
