@@ -69,6 +69,10 @@ and forwards it to sm-collector.`,
 		newVersionCmd(stdio),
 		newScoreCmd(stdio),
 		newModelsCmd(stdio),
+		newRunCmd(stdio),
+		newConfigCmd(stdio),
+		newDiscoverCmd(stdio),
+		newStatusCmd(stdio),
 	)
 	return root
 }

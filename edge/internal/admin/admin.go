@@ -1,0 +1,163 @@
+// Package admin serves the edge agent's local admin endpoint: Prometheus
+// metrics (/metrics), liveness (/healthz), readiness (/readyz) and a JSON
+// status document (/status) that `sm-edge status` prints. It listens on
+// loopback by default; it has no authentication, so expose it only to
+// trusted networks.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/smartmaint/smartmaint/edge/internal/config/strictyaml"
+	"github.com/smartmaint/smartmaint/edge/internal/mapping"
+	"github.com/smartmaint/smartmaint/edge/internal/mqttsub"
+)
+
+// DefaultListen is the admin endpoint's default address.
+const DefaultListen = "127.0.0.1:9470"
+
+// Config is the admin section of the edge config.
+type Config struct {
+	// Listen is host:port; default 127.0.0.1:9470. "" or "off" disables it.
+	Listen string `yaml:"listen"`
+}
+
+// Default returns the admin defaults.
+func Default() Config { return Config{Listen: DefaultListen} }
+
+// Enabled reports whether the endpoint should run.
+func (c Config) Enabled() bool { return c.Listen != "" && c.Listen != "off" }
+
+// Validate checks the section. Errors are "path: message".
+func (c Config) Validate() error {
+	if !c.Enabled() {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		return strictyaml.Errorf("listen", "must be host:port, e.g. 127.0.0.1:9470 (got %q)", c.Listen)
+	}
+	return nil
+}
+
+// Subscription describes one configured subscription in Status.
+type Subscription struct {
+	Pattern string `json:"pattern"`
+	Filter  string `json:"filter"`
+	QoS     byte   `json:"qos"`
+	Format  string `json:"format"`
+}
+
+// Status is the JSON document served at /status.
+type Status struct {
+	EdgeID        string         `json:"edge_id"`
+	Version       string         `json:"version"`
+	StartedAt     time.Time      `json:"started_at"`
+	Now           time.Time      `json:"now"`
+	Broker        mqttsub.Status `json:"broker"`
+	Subscriptions []Subscription `json:"subscriptions"`
+	// ReadingsPerSecond is the mapping rate over the last ~10 seconds.
+	ReadingsPerSecond float64 `json:"readings_per_second"`
+	// Mapping holds counts, sensors seen, unmapped topics, errors by reason
+	// and the most recent dead letters.
+	Mapping mapping.Snapshot `json:"mapping"`
+	// Sink describes the stage readings are handed to (e.g. the durable
+	// buffer), with its last error.
+	Sink SinkStatus `json:"sink"`
+}
+
+// SinkStatus says how handing readings to the next stage goes.
+type SinkStatus struct {
+	Writes    uint64 `json:"writes"`
+	Failures  uint64 `json:"failures"`
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Options configure a Server.
+type Options struct {
+	Listen   string
+	Gatherer prometheus.Gatherer
+	// Status returns the current status document.
+	Status func() Status
+	// Ready returns nil when the agent is ready (the broker is connected
+	// and the next stage accepts writes).
+	Ready  func(ctx context.Context) error
+	Logger *slog.Logger
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	opts Options
+	ln   net.Listener
+	srv  *http.Server
+}
+
+// Listen opens the listening socket, so that Addr is known before Serve.
+func Listen(opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", opts.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("admin: listen on %s: %w", opts.Listen, err)
+	}
+	s := &Server{opts: opts, ln: ln}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Handler returns the HTTP handler (also usable without Listen in tests).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.opts.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+			defer cancel()
+			if err := s.opts.Ready(ctx); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "not ready: %v\n", err)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.opts.Status())
+	})
+	return mux
+}
+
+// Serve serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/smartmaint/smartmaint/edge/internal/agent"
+	"github.com/smartmaint/smartmaint/edge/internal/config"
+	"github.com/smartmaint/smartmaint/edge/internal/mapping"
+	"github.com/smartmaint/smartmaint/shared/version"
+)
+
+func newRunCmd(stdio IO) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the edge agent: subscribe, map, score, buffer and forward",
+		Long: `Runs the agent until SIGINT/SIGTERM. It connects to the broker (tcp, TLS or
+mTLS) with a persistent session, subscribes to the configured topic patterns,
+maps every message to readings and hands them to the durable queue; each QoS
+1/2 message is acknowledged only after its readings are committed. On
+SIGTERM it stops taking messages, drains and acknowledges what it received,
+then exits. The admin endpoint (/metrics, /healthz, /readyz, /status)
+listens on admin.listen (default 127.0.0.1:9470).`,
+		Example: "  sm-edge run --config /etc/sm-edge/edge.yaml",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			cfg, profiles, probs := config.Load(file)
+			if len(probs) > 0 {
+				for _, p := range probs {
+					fmt.Fprintln(stdio.Err, p.String())
+				}
+				return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d problem(s); run `sm-edge config validate`", file, len(probs))}
+			}
+			logger := newLogger(stdio, cfg.Log)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			mapper, err := agent.NewMapper(cfg, profiles, reg, logger)
+			if err != nil {
+				return err
+			}
+			sink, closeSink, err := openSink(ctx, cfg, mapper, logger, reg)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				if err := closeSink(); err != nil {
+					logger.Error("close pipeline", "err", err)
+				}
+			}()
+			a, err := agent.New(agent.Options{
+				Config: cfg, Profiles: profiles, Mapper: mapper, Sink: sink,
+				Logger: logger, Registry: reg, Version: version.Get().String(),
+			})
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "config file (required)")
+	_ = cmd.MarkFlagRequired("config")
+	return cmd
+}
+
+// errNoDurableQueue is returned by openSink until the durable queue is
+// wired in: sm-edge must not acknowledge MQTT messages it has not stored.
+var errNoDurableQueue = errors.New("this build has no durable queue (edge/internal/buffer) wired into `run`; refusing to acknowledge readings that would not be stored")
+
+// openSink builds the pipeline behind the mapper and returns its first
+// stage and a function that closes the pipeline after the agent stopped.
+//
+// HOOK for the lead: open the bbolt buffer in cfg.DataDir (buffer.Open with
+// cfg.Buffer), start the forwarder (forward.New with cfg.Collector) in a
+// goroutine bound to ctx, and, once the scoring stage exists, put it in
+// front of the buffer using mapper.Profile for sensor profiles. Return the
+// first stage as the Sink (it must have the Write/WriteEvents method set of
+// the edge contract), and a close function that stops the forwarder and
+// closes the buffer.
+func openSink(ctx context.Context, cfg *config.Config, mapper *mapping.Mapper, logger *slog.Logger, reg *prometheus.Registry) (agent.Sink, func() error, error) {
+	return nil, nil, errNoDurableQueue
+}
+
+func newLogger(stdio IO, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(stdio.Err, opts))
+	}
+	return slog.New(slog.NewJSONHandler(stdio.Err, opts))
+}
