@@ -69,7 +69,7 @@ func Export(path string, w io.Writer) (int, error) {
 	n := 0
 	err = db.View(func(tx *bolt.Tx) error {
 		for _, lane := range []struct {
-			name []byte
+			name  []byte
 			label string
 		}{{bucketPri, "pri"}, {bucketTel, "tel"}, {bucketDead, "dead"}} {
 			b := tx.Bucket(lane.name)
