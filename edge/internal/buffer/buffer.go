@@ -60,6 +60,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -280,11 +281,16 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("bbolt panicked: %v", r)
 		}
 	}()
+	if err := checkMeta(path); err != nil {
+		return nil, err
+	}
+	// The freelist is synced: otherwise bbolt rebuilds it on open by
+	// walking every page in a goroutine of its own, where a corrupt page
+	// panics beyond any recover.
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:        time.Second,
-		ReadOnly:       readOnly,
-		FreelistType:   bolt.FreelistMapType,
-		NoFreelistSync: true,
+		Timeout:      time.Second,
+		ReadOnly:     readOnly,
+		FreelistType: bolt.FreelistMapType,
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, ErrLocked
@@ -297,6 +303,50 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 		return nil, err
 	}
 	return db, nil
+}
+
+// checkMeta refuses a file whose meta pages say the freelist was not
+// synced: opening it would make bbolt walk every page in a goroutine where
+// a damaged page crashes the process. This build always syncs the
+// freelist, so such a file is corrupt or foreign. A missing or empty file
+// is fine (it is created).
+func checkMeta(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const (
+		pageHeader  = 16
+		magic       = 0xED0CDAED
+		offPageSize = pageHeader + 8
+		offFreelist = pageHeader + 32
+	)
+	hdr := make([]byte, 4096)
+	n, _ := io.ReadFull(f, hdr)
+	if n == 0 {
+		return nil
+	}
+	if n < offFreelist+8 || binary.LittleEndian.Uint32(hdr[pageHeader:]) != magic {
+		return errors.New("not a bbolt file (bad magic in meta page 0)")
+	}
+	pageSize := int64(binary.LittleEndian.Uint32(hdr[offPageSize:]))
+	metas := [][]byte{hdr}
+	if pageSize >= 1024 && pageSize <= 1<<20 {
+		m1 := make([]byte, offFreelist+8)
+		if _, err := f.ReadAt(m1, pageSize); err == nil {
+			metas = append(metas, m1)
+		}
+	}
+	for i, m := range metas {
+		if binary.LittleEndian.Uint32(m[pageHeader:]) == magic && binary.LittleEndian.Uint64(m[offFreelist:]) == math.MaxUint64 {
+			return fmt.Errorf("meta page %d: freelist not synced (not written by this queue)", i)
+		}
+	}
+	return nil
 }
 
 func checkDB(db *bolt.DB, check string) error {
@@ -329,6 +379,19 @@ func checkDB(db *bolt.DB, check string) error {
 		}
 		if check != CheckFull {
 			return nil
+		}
+		// Touch every page through cursors (in this goroutine, so a panic
+		// on a damaged page is recovered by openChecked), then let bbolt
+		// check page accounting.
+		for _, name := range [][]byte{bucketMeta, bucketTel, bucketPri, bucketDead, bucketIdx} {
+			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
+				if len(k) == 0 {
+					return fmt.Errorf("bucket %q: empty key", name)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
 		}
 		var first error
 		for err := range tx.Check() {

@@ -23,7 +23,8 @@ type Batch struct {
 	Events   []wire.Event
 	Gaps     []wire.Gap
 	telSeqs  []uint64
-	priSeqs  []uint64
+	evSeqs   []uint64
+	gapSeqs  []uint64
 }
 
 // Len returns the number of records in b.
@@ -32,7 +33,7 @@ func (b *Batch) Len() int { return len(b.Readings) + len(b.Events) + len(b.Gaps)
 // SeqRange returns the lowest and highest sequence number in b.
 func (b *Batch) SeqRange() (first, last uint64) {
 	first = math.MaxUint64
-	for _, s := range [][]uint64{b.telSeqs, b.priSeqs} {
+	for _, s := range [][]uint64{b.telSeqs, b.evSeqs, b.gapSeqs} {
 		for _, x := range s {
 			first, last = min(first, x), max(last, x)
 		}
@@ -76,6 +77,7 @@ func (q *Queue) Peek(ctx context.Context, max int) (*Batch, error) {
 				}
 				e.Seq = seq
 				b.Events = append(b.Events, e)
+				b.evSeqs = append(b.evSeqs, seq)
 			default:
 				var g wire.Gap
 				if decodeGap(v, &g) != nil {
@@ -84,9 +86,9 @@ func (q *Queue) Peek(ctx context.Context, max int) (*Batch, error) {
 				}
 				g.Seq = seq
 				b.Gaps = append(b.Gaps, g)
+				b.gapSeqs = append(b.gapSeqs, seq)
 				delete(q.openGaps, gapKey{g.Reason, g.Sensor})
 			}
-			b.priSeqs = append(b.priSeqs, seq)
 		}
 		room := max - b.Len()
 		if room <= 0 {
@@ -146,11 +148,10 @@ func (q *Queue) Peek(ctx context.Context, max int) (*Batch, error) {
 	if b.Len() == 0 {
 		return nil, nil
 	}
-	for _, s := range b.telSeqs {
-		q.inflight[s] = struct{}{}
-	}
-	for _, s := range b.priSeqs {
-		q.inflight[s] = struct{}{}
+	for _, seqs := range [][]uint64{b.telSeqs, b.evSeqs, b.gapSeqs} {
+		for _, s := range seqs {
+			q.inflight[s] = struct{}{}
+		}
 	}
 	first, last := b.SeqRange()
 	b.ID = strconv.FormatUint(first, 36) + "-" + strconv.FormatUint(last, 36) + "-" + strconv.Itoa(b.Len())
@@ -218,7 +219,7 @@ func (q *Queue) Ack(ctx context.Context, b *Batch) error {
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		st := readState(meta)
-		if err := deleteSeqs(tx, &st, b); err != nil {
+		if err := deleteSeqs(tx, &st, b.telSeqs, b.evSeqs, b.gapSeqs); err != nil {
 			return err
 		}
 		if err := writeState(meta, st); err != nil {
@@ -234,10 +235,10 @@ func (q *Queue) Ack(ctx context.Context, b *Batch) error {
 	return nil
 }
 
-// deleteSeqs deletes b's records and trims the commit-time index.
-func deleteSeqs(tx *bolt.Tx, st *state, b *Batch) error {
+// deleteSeqs deletes records by lane and trims the commit-time index.
+func deleteSeqs(tx *bolt.Tx, st *state, telSeqs []uint64, priSeqs ...[]uint64) error {
 	tel, pri := tx.Bucket(bucketTel), tx.Bucket(bucketPri)
-	for _, s := range b.telSeqs {
+	for _, s := range telSeqs {
 		k := seqKey(s)
 		if v := tel.Get(k); v != nil {
 			st.telN--
@@ -247,13 +248,15 @@ func deleteSeqs(tx *bolt.Tx, st *state, b *Batch) error {
 			}
 		}
 	}
-	for _, s := range b.priSeqs {
-		k := seqKey(s)
-		if v := pri.Get(k); v != nil {
-			st.priN--
-			st.priB -= int64(8 + len(v))
-			if err := pri.Delete(k); err != nil {
-				return err
+	for _, seqs := range priSeqs {
+		for _, s := range seqs {
+			k := seqKey(s)
+			if v := pri.Get(k); v != nil {
+				st.priN--
+				st.priB -= int64(8 + len(v))
+				if err := pri.Delete(k); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -313,11 +316,10 @@ func (q *Queue) Release(b *Batch) {
 }
 
 func (q *Queue) release(b *Batch) {
-	for _, s := range b.telSeqs {
-		delete(q.inflight, s)
-	}
-	for _, s := range b.priSeqs {
-		delete(q.inflight, s)
+	for _, seqs := range [][]uint64{b.telSeqs, b.evSeqs, b.gapSeqs} {
+		for _, s := range seqs {
+			delete(q.inflight, s)
+		}
 	}
 }
 
@@ -325,7 +327,11 @@ func (q *Queue) release(b *Batch) {
 // queue: the encoded body and the reason are kept in the bounded
 // dead-letter bucket (oldest evicted beyond Config.DeadLetterMaxBytes), the
 // records are deleted, and each sensor's readings are accounted for in a
-// gap record with reason "dead_letter".
+// gap record with reason "dead_letter". Gap records in a batch that also
+// holds readings or events stay queued (they are sent again, alone first,
+// since the priority lane goes first): losing them would lose the account
+// of earlier losses, and a batch of gaps alone that is refused again is
+// then dead-lettered, so nothing is retried forever.
 func (q *Queue) DeadLetter(ctx context.Context, b *Batch, body []byte, reason string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -345,7 +351,11 @@ func (q *Queue) DeadLetter(ctx context.Context, b *Batch, body []byte, reason st
 	err := q.db.Update(func(tx *bolt.Tx) error {
 		meta, dead := tx.Bucket(bucketMeta), tx.Bucket(bucketDead)
 		st := readState(meta)
-		if err := deleteSeqs(tx, &st, b); err != nil {
+		gapSeqs := b.gapSeqs
+		if len(b.Readings)+len(b.Events) > 0 {
+			gapSeqs = nil
+		}
+		if err := deleteSeqs(tx, &st, b.telSeqs, b.evSeqs, gapSeqs); err != nil {
 			return err
 		}
 		for _, g := range gaps {

@@ -166,5 +166,3 @@ func human(n int64) string {
 	}
 	return fmt.Sprintf("%.1f %s", f, units[i])
 }
-
-
