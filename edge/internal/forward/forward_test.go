@@ -327,4 +327,3 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name, label string) prometh
 	t.Fatalf("no %s{%s}", name, label)
 	return nil
 }
-

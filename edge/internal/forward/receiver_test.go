@@ -160,4 +160,3 @@ func (r *receiver) count() (n int) {
 	r.get(func(r *receiver) { n = len(r.arrivals) })
 	return n
 }
-
