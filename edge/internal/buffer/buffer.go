@@ -192,6 +192,10 @@ type Queue struct {
 	rateAt      time.Time
 	rateBytes   float64 // exponentially decayed sum of appended bytes
 	rateRecs    float64
+
+	// onCommit, when set before the first write (benchmarks), is called
+	// by the committer after each successful commit.
+	onCommit func(d time.Duration, records int)
 }
 
 // Open opens (or creates) the queue file at path. A corrupt or unreadable
@@ -691,6 +695,9 @@ func (q *Queue) commit(reqs []*request) {
 		q.m.appends.Add(float64(n))
 		q.m.commits.Inc()
 		q.m.commitLatency.Observe(d.Seconds())
+		if q.onCommit != nil {
+			q.onCommit(d, n)
+		}
 		select {
 		case q.changed <- struct{}{}:
 		default:

@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -236,28 +237,32 @@ func (q *Queue) Ack(ctx context.Context, b *Batch) error {
 }
 
 // deleteSeqs deletes records by lane and trims the commit-time index.
+// One cursor seek per record (not a Get and a Delete): Ack is the drain's
+// hot path.
 func deleteSeqs(tx *bolt.Tx, st *state, telSeqs []uint64, priSeqs ...[]uint64) error {
-	tel, pri := tx.Bucket(bucketTel), tx.Bucket(bucketPri)
-	for _, s := range telSeqs {
-		k := seqKey(s)
-		if v := tel.Get(k); v != nil {
-			st.telN--
-			st.telB -= int64(8 + len(v))
-			if err := tel.Delete(k); err != nil {
+	del := func(b *bolt.Bucket, seqs []uint64, n, size *int64) error {
+		c := b.Cursor()
+		var key [8]byte
+		for _, s := range seqs {
+			binary.BigEndian.PutUint64(key[:], s)
+			k, v := c.Seek(key[:])
+			if k == nil || keySeq(k) != s {
+				continue // already shed or deleted
+			}
+			*n--
+			*size -= int64(8 + len(v))
+			if err := c.Delete(); err != nil {
 				return err
 			}
 		}
+		return nil
+	}
+	if err := del(tx.Bucket(bucketTel), telSeqs, &st.telN, &st.telB); err != nil {
+		return err
 	}
 	for _, seqs := range priSeqs {
-		for _, s := range seqs {
-			k := seqKey(s)
-			if v := pri.Get(k); v != nil {
-				st.priN--
-				st.priB -= int64(8 + len(v))
-				if err := pri.Delete(k); err != nil {
-					return err
-				}
-			}
+		if err := del(tx.Bucket(bucketPri), seqs, &st.priN, &st.priB); err != nil {
+			return err
 		}
 	}
 	return trimIndex(tx)
