@@ -5,10 +5,11 @@
 //
 // Write and WriteEvents are safe for many concurrent callers and return only
 // after their records are committed with fsync. Concurrent calls are
-// coalesced into one bbolt transaction (group commit): the first pending
-// write waits at most Config.CommitInterval for company, or less when
-// Config.MaxCommitRecords are pending, and writes arriving while a commit
-// is in progress ride on the next one. Each record gets the edge's next
+// coalesced into one bbolt transaction (group commit): writes arriving
+// while a commit is in progress ride on the next one, which starts as soon
+// as the previous one ended (with Config.CommitInterval > 0, only after the
+// first pending write waited that long for company or
+// Config.MaxCommitRecords are pending). Each record gets the edge's next
 // sequence number; numbers are persisted and never reused, even when a
 // corrupt file is replaced (a floor is kept in a side file, FORMAT.md).
 // Pending encoded records are bounded by Config.MaxPendingBytes: beyond it

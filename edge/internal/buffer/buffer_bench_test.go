@@ -2,6 +2,7 @@ package buffer
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,10 +38,15 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 // after fsync. One op is one reading. Reports readings/s, readings per
 // commit, and the p50/p99 of commit and Write latency.
 func BenchmarkAppendGroupCommit(b *testing.B) {
+	linger := Default().CommitInterval
+	if v := os.Getenv("SM_BENCH_COMMIT_INTERVAL"); v != "" {
+		linger, _ = time.ParseDuration(v)
+	}
 	for _, tc := range []struct{ writers, perWrite int }{{64, 1}, {1024, 1}, {64, 10}, {256, 10}, {64, 100}} {
 		b.Run(fmt.Sprintf("writers=%d/per_write=%d", tc.writers, tc.perWrite), func(b *testing.B) {
 			cfg := Default()
 			cfg.Check = CheckQuick
+			cfg.CommitInterval = linger
 			q, err := Open(b.Context(), filepath.Join(b.TempDir(), FileName), cfg, Options{})
 			if err != nil {
 				b.Fatal(err)
