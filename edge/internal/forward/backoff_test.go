@@ -183,6 +183,7 @@ func TestUnauthorizedWaitsAtCapAndClears(t *testing.T) {
 			t.Errorf("alarms after 401: %v", got)
 		}
 		<-q.acked
+		synctest.Wait() // the worker records the success after Ack
 		if got := f.State().Alarms; len(got) != 0 {
 			t.Errorf("alarms after success: %v", got)
 		}

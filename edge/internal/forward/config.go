@@ -27,6 +27,10 @@ type Config struct {
 	TokenFile string `yaml:"token_file"`
 	// BatchSize is the most records sent in one request.
 	BatchSize int `yaml:"batch_size"`
+	// Concurrency is how many batches may be in flight at once. More than
+	// one hides the round trip on long links (each connection carries one
+	// batch at a time); the collector's 429/503 still slows every one.
+	Concurrency int `yaml:"concurrency"`
 	// BatchDelay is how long the forwarder lets records accumulate after
 	// the queue was empty, so that a trickle is not sent one by one. It
 	// adds to the latency of live data.
@@ -68,7 +72,10 @@ func Default() Config {
 	return Config{
 		// 5,000 readings encode to ~40 kB: large enough for ~100k readings/s
 		// per connection at 50 ms round trips, small enough to retry cheaply.
-		BatchSize:      5000,
+		BatchSize: 5000,
+		// Two in flight: the next batch is encoded and sent while the
+		// collector commits the previous one.
+		Concurrency:    2,
 		BatchDelay:     100 * time.Millisecond,
 		StatusInterval: 30 * time.Second,
 		Timeout:        30 * time.Second,
@@ -98,6 +105,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchSize > 100_000 {
 		p("batch_size", "must be between 1 and 100000, got %d", c.BatchSize)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 16 {
+		p("concurrency", "must be between 1 and 16, got %d", c.Concurrency)
 	}
 	if c.BatchDelay < 0 || c.BatchDelay > time.Minute {
 		p("batch_delay", "must be between 0 and 1m, got %s", c.BatchDelay)

@@ -23,7 +23,8 @@
 //   - any other 4xx (wrong URL, ...): kept, alarm "uplink_rejected",
 //     retried with backoff.
 //
-// One batch is in flight at a time; a retried batch keeps its batch id.
+// Up to Config.Concurrency batches are in flight, each retried by its own
+// worker with its own backoff; a retried batch keeps its batch id.
 // The clock offset to the collector is estimated from each answer's
 // ServerTime, NTP style (offset = server time − (send time + RTT/2)),
 // keeping the sample with the smallest round trip of the last eight.
@@ -57,8 +58,9 @@ const (
 )
 
 // Queue is what the forwarder needs from the durable queue. Peek hands out
-// records that stay queued until Ack, Release or DeadLetter; it is called
-// from one goroutine at a time. *buffer.Queue implements it.
+// records that stay queued until Ack, Release or DeadLetter and never hands
+// out a record twice meanwhile; all methods are called concurrently.
+// *buffer.Queue implements it.
 type Queue interface {
 	Peek(ctx context.Context, max int) (*buffer.Batch, error)
 	Ack(ctx context.Context, b *buffer.Batch) error
@@ -196,7 +198,9 @@ func (f *Forwarder) Run(ctx context.Context) error {
 	if f.cfg.StatusInterval > 0 {
 		wg.Go(func() { f.statusLoop(ctx) })
 	}
-	f.drain(ctx)
+	for range f.cfg.Concurrency {
+		wg.Go(func() { f.drain(ctx) })
+	}
 	wg.Wait()
 	f.m.unregister()
 	return nil

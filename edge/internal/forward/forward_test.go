@@ -182,11 +182,11 @@ func TestUnauthorizedKeepsDataAndRaisesAlarm(t *testing.T) {
 
 func TestUndecodableBatchIsDeadLettered(t *testing.T) {
 	rcv := newReceiver(t, testEdge, testToken)
-	first := true
+	refused := 0
 	rcv.set(func(r *receiver) {
 		r.hook = func(b *wire.Batch) (int, http.Header, string) {
-			if first && len(b.Readings) > 0 {
-				first = false
+			if refused == 0 && len(b.Readings) > 0 {
+				refused = len(b.Readings)
 				return http.StatusBadRequest, nil, "undecodable batch"
 			}
 			return 0, nil, ""
@@ -198,14 +198,14 @@ func TestUndecodableBatchIsDeadLettered(t *testing.T) {
 	}
 	_, stop := start(t, testCfg(rcv.srv.URL), q, Options{})
 	waitFor(t, "the rest and the gap", func() (ok bool) {
-		rcv.get(func(r *receiver) { ok = len(r.arrivals) == 200 && len(r.gaps) == 1 })
+		rcv.get(func(r *receiver) { ok = len(r.gaps) == 1 && len(r.arrivals) == 700-refused })
 		return ok
 	})
 	stop()
 	rcv.get(func(r *receiver) {
 		g := r.gaps[0]
-		if g.Reason != wire.GapRejected || g.Count != 500 || g.Sensor != "s" {
-			t.Errorf("gap %+v, want %s of 500 readings of s", g, wire.GapRejected)
+		if g.Reason != wire.GapRejected || g.Count != uint64(refused) || g.Sensor != "s" {
+			t.Errorf("gap %+v, want %s of the %d refused readings of s", g, wire.GapRejected, refused)
 		}
 	})
 	if s := q.Stats(); s.DeadLetters != 1 || s.Records != 0 {
