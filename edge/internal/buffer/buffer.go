@@ -124,6 +124,11 @@ const seqReserveBlock = 1 << 20
 // (ten years: "unbounded" in a JSON-friendly form).
 const maxRunwayHours = 87600
 
+// idxResolution is the granularity of the commit-time index: one entry per
+// second at most, so a long outage adds ~3,600 small entries an hour rather
+// than one per commit; the oldest age is overstated by at most this.
+const idxResolution = time.Second
+
 // rateTau is the time constant of the ingest-rate estimate behind runway.
 const rateTau = 60 * time.Second
 
@@ -193,6 +198,10 @@ type Queue struct {
 	rateAt      time.Time
 	rateBytes   float64 // exponentially decayed sum of appended bytes
 	rateRecs    float64
+
+	// lastIdx is when the commit-time index got its last entry; only the
+	// committer uses it.
+	lastIdx time.Time
 
 	// onCommit, when set before the first write (benchmarks), is called
 	// by the committer after each successful commit.
@@ -724,6 +733,7 @@ func (q *Queue) tryCommit(reqs []*request, bytes int64) error {
 		tel.FillPercent, pri.FillPercent = 1, 1
 		st = readState(meta)
 		first := st.seq + 1
+		wasEmpty := st.telN+st.priN == 0 // then trimIndex left no entry
 		keys := make([]byte, 0, 8*(len(reqs)+64))
 		for _, r := range reqs {
 			off := 0
@@ -751,8 +761,11 @@ func (q *Queue) tryCommit(reqs []*request, bytes int64) error {
 				}
 			}
 		}
-		if err := idx.Put(seqKey(first), binary.AppendVarint(nil, time.Now().UnixNano())); err != nil {
-			return err
+		if now := time.Now(); wasEmpty || now.Sub(q.lastIdx) >= idxResolution {
+			if err := idx.Put(seqKey(first), binary.AppendVarint(nil, now.UnixNano())); err != nil {
+				return err
+			}
+			tx.OnCommit(func() { q.lastIdx = now })
 		}
 		if locked {
 			if len(q.pendingGaps) > 0 {
@@ -901,6 +914,9 @@ func (q *Queue) shed(tx *bolt.Tx, st *state, target int64, reason string) error 
 		if err := q.mergeGap(tx, st, *g); err != nil {
 			return err
 		}
+	}
+	if err := trimIndex(tx); err != nil {
+		return err
 	}
 	if corrupt > 0 {
 		if err := q.mergeGap(tx, st, wire.Gap{From: 0, To: time.Now().UnixNano(), Count: corrupt, Reason: wire.GapCorrupt}); err != nil {

@@ -579,3 +579,20 @@ func TestClosedQueue(t *testing.T) {
 		t.Errorf("write after close: %v", err)
 	}
 }
+
+func TestOldestAgeAfterIdle(t *testing.T) {
+	q := openQueue(t, filepath.Join(t.TempDir(), FileName), testConfig())
+	ctx := t.Context()
+	for range 3 {
+		if err := q.Write(ctx, readings("a", 0, 2)); err != nil {
+			t.Fatal(err)
+		}
+		if s := q.Stats(); s.Oldest.IsZero() {
+			t.Fatalf("queue holds %d records but no oldest time", s.Records)
+		}
+		drainAll(t, q, 10)
+		if s := q.Stats(); !s.Oldest.IsZero() || s.OldestAge != 0 {
+			t.Fatalf("empty queue reports oldest %v", s.Oldest)
+		}
+	}
+}
