@@ -146,6 +146,9 @@ type state struct {
 	telN, telB   int64
 	priN, priB   int64
 	deadN, deadB int64
+	// txid is the bbolt transaction the state was read in (not stored):
+	// transactions commit in this order, so a newer state always wins.
+	txid int
 }
 
 func (s *state) total() int64 { return s.telB + s.priB }
@@ -450,7 +453,7 @@ func (q *Queue) init() error {
 		if err := q.reserveSeq(st.seq); err != nil {
 			return err
 		}
-		q.st = st
+		q.setState(st)
 		return writeState(meta, st)
 	})
 	if err != nil {
@@ -469,10 +472,19 @@ func readState(meta *bolt.Bucket) state {
 		return int64(binary.BigEndian.Uint64(v))
 	}
 	return state{
+		txid: meta.Tx().ID(),
 		seq:  uint64(u(metaSeq)),
 		telN: u(metaTelN), telB: u(metaTelB),
 		priN: u(metaPriN), priB: u(metaPriB),
 		deadN: u(metaDeadN), deadB: u(metaDeadB),
+	}
+}
+
+// setState publishes st unless a later transaction's state already was.
+// Called with q.mu held.
+func (q *Queue) setState(st state) {
+	if st.txid >= q.st.txid {
+		q.st = st
 	}
 }
 
@@ -791,7 +803,7 @@ func (q *Queue) tryCommit(reqs []*request, bytes int64) error {
 		q.mu.Lock()
 	}
 	if err == nil {
-		q.st = st
+		q.setState(st)
 		for k := range wroteGaps {
 			delete(q.pendingGaps, k)
 		}
@@ -959,7 +971,7 @@ func (q *Queue) emergencyShed() {
 		if err := writeState(meta, st); err != nil {
 			return err
 		}
-		tx.OnCommit(func() { q.st = st })
+		tx.OnCommit(func() { q.setState(st) })
 		return nil
 	})
 	if err != nil {

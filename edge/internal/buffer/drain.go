@@ -197,7 +197,7 @@ func (q *Queue) removeCorrupt(tel, pri [][]byte) {
 			return err
 		}
 		tx.OnCommit(func() {
-			q.st = st
+			q.setState(st)
 			q.drops[wire.GapCorrupt] += n
 			q.m.drops.WithLabelValues(wire.GapCorrupt).Add(float64(n))
 		})
@@ -226,7 +226,7 @@ func (q *Queue) Ack(ctx context.Context, b *Batch) error {
 		if err := writeState(meta, st); err != nil {
 			return err
 		}
-		tx.OnCommit(func() { q.st = st })
+		tx.OnCommit(func() { q.setState(st) })
 		return nil
 	})
 	if err != nil {
@@ -396,7 +396,7 @@ func (q *Queue) DeadLetter(ctx context.Context, b *Batch, body []byte, reason st
 			return err
 		}
 		tx.OnCommit(func() {
-			q.st = st
+			q.setState(st)
 			q.drops[wire.GapRejected] += uint64(len(b.Readings))
 			q.m.drops.WithLabelValues(wire.GapRejected).Add(float64(len(b.Readings)))
 			if len(b.Events) > 0 {
