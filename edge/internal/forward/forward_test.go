@@ -2,6 +2,7 @@ package forward
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -326,4 +327,69 @@ func mustVec(t *testing.T, reg *prometheus.Registry, name, label string) prometh
 	}
 	t.Fatalf("no %s{%s}", name, label)
 	return nil
+}
+
+// TestBudgetExceededDuringOutage: a long outage overflows a small queue;
+// after recovery the collector has every event, and the readings it got
+// plus the gap records' counts equal exactly what was written.
+func TestBudgetExceededDuringOutage(t *testing.T) {
+	rcv := newReceiver(t, testEdge, testToken)
+	rcv.set(func(r *receiver) {
+		r.hook = func(*wire.Batch) (int, http.Header, string) { return http.StatusServiceUnavailable, nil, "down" }
+	})
+	bc := buffer.Default()
+	bc.MaxBytes = 256 << 10
+	q, err := buffer.Open(t.Context(), filepath.Join(t.TempDir(), buffer.FileName), bc, buffer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	_, stop := start(t, testCfg(rcv.srv.URL), q, Options{})
+	const n = 40000
+	events := 0
+	for i := 0; i < n; i += 200 {
+		if err := q.Write(t.Context(), readings(fmt.Sprint("s", i%3), i, 200)); err != nil {
+			t.Fatal(err)
+		}
+		if i%4000 == 0 {
+			if err := q.WriteEvents(t.Context(), []wire.Event{{Sensor: "s0", Kind: wire.EventAnomaly, State: wire.EventRaised, Severity: wire.SeverityMajor, Time: int64(i)}}); err != nil {
+				t.Fatal(err)
+			}
+			events++
+		}
+	}
+	if q.Stats().Drops[wire.GapBudget] == 0 {
+		t.Fatal("the outage did not exceed the budget")
+	}
+	rcv.set(func(r *receiver) { r.hook = nil })
+	waitFor(t, "the queue to drain", func() bool { return q.Stats().Records == 0 && q.Stats().InFlight == 0 })
+	stop()
+	rcv.get(func(r *receiver) {
+		var gapped uint64
+		for _, g := range r.gaps {
+			if g.Reason != wire.GapBudget {
+				t.Errorf("gap %+v", g)
+			}
+			gapped += g.Count
+		}
+		if got := uint64(len(r.arrivals)) + gapped; got != n || r.dups != 0 {
+			t.Errorf("stored %d + gap-accounted %d = %d (duplicates %d), want exactly %d", len(r.arrivals), gapped, got, r.dups, n)
+		}
+		if len(r.events) != events {
+			t.Errorf("events %d, want all %d", len(r.events), events)
+		}
+		t.Logf("written %d: stored %d, gap-accounted %d in %d gap records; events %d/%d", n, len(r.arrivals), gapped, len(r.gaps), len(r.events), events)
+	})
+}
+
+func FuzzRetryAfter(f *testing.F) {
+	for _, s := range []string{"", "0", "120", "-1", "Thu, 26 Nov 2026 15:00:30 GMT", "99999999999999999999"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 26, 15, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, h string) {
+		if d := retryAfter(h, now); d < 0 {
+			t.Errorf("retryAfter(%q) = %s", h, d)
+		}
+	})
 }
