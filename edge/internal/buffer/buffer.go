@@ -28,9 +28,11 @@
 // reason so that long outages produce few of them.
 //
 // A failed commit (disk full, I/O error) is retried once after shedding
-// space; if it fails again its readings become "disk_error" gap records
-// (kept in memory and written by the next successful commit) and the
-// writers get an error wrapping ErrDropped, never a crash.
+// 1/16 of the budget of the oldest readings into "disk_error" gap records,
+// so a full disk makes the queue roll over its own file instead of
+// stopping. If the retry fails too, the writers get an error wrapping
+// ErrNotStored and keep their records to retry: never a crash, never a
+// silent loss.
 //
 // # Draining: live first
 //
@@ -81,10 +83,12 @@ import (
 var (
 	// ErrClosed is returned by calls on a closed queue.
 	ErrClosed = errors.New("buffer closed")
-	// ErrDropped wraps a commit failure after which the records of a Write
-	// were not stored but accounted for in a gap record (reason
-	// "disk_error"). The caller may treat them as handled.
-	ErrDropped = errors.New("records dropped and recorded as a gap")
+	// ErrNotStored wraps a commit failure that shedding could not cure
+	// (the disk is full even after freeing queue space, or an I/O error):
+	// the records of that Write were not stored and not accounted for, so
+	// the caller still owns them and should retry (and not acknowledge
+	// their MQTT messages meanwhile).
+	ErrNotStored = errors.New("records not stored")
 	// ErrLocked is returned by Open when another process holds the file.
 	ErrLocked = errors.New("queue file is locked by another process")
 )
@@ -702,8 +706,8 @@ func (q *Queue) commit(reqs []*request) {
 	}
 	if err != nil {
 		q.m.commitErrors.Inc()
-		q.dropRequests(reqs, err)
-		err = fmt.Errorf("commit %d records: %w: %w", n, ErrDropped, err)
+		q.log.Error("cannot commit to the queue; writers must retry", "error", err, "records", n)
+		err = fmt.Errorf("commit %d records: %w: %w", n, ErrNotStored, err)
 	} else {
 		d := time.Since(start)
 		q.mu.Lock()
@@ -977,59 +981,6 @@ func (q *Queue) emergencyShed() {
 	if err != nil {
 		q.log.Error("cannot shed to free space", "error", err)
 	}
-}
-
-// dropRequests turns the records of failed requests into pending gaps.
-func (q *Queue) dropRequests(reqs []*request, cause error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	var lost, lostEvents uint64
-	for _, r := range reqs {
-		off := 0
-		for _, end := range r.ends {
-			v := r.buf[off:end]
-			off = end
-			var sensor string
-			var t int64
-			var count uint64
-			if r.pri {
-				var e wire.Event
-				_ = decodeEvent(v, &e)
-				sensor, t = e.Sensor, e.Time
-				lostEvents++
-			} else {
-				s, tt, _ := readingSensorTime(v)
-				sensor, t, count = string(s), tt, 1
-				lost++
-			}
-			q.addPendingGap(wire.Gap{Sensor: sensor, From: t, To: t, Count: count, Reason: wire.GapDiskError})
-		}
-	}
-	q.drops[wire.GapDiskError] += lost
-	q.m.drops.WithLabelValues(wire.GapDiskError).Add(float64(lost))
-	if lostEvents > 0 {
-		q.drops[wire.GapDiskError+"_events"] += lostEvents
-		q.m.drops.WithLabelValues(wire.GapDiskError + "_events").Add(float64(lostEvents))
-	}
-	q.log.Error("cannot commit to the queue; records dropped and recorded as a gap",
-		"error", cause, "readings", lost, "events", lostEvents)
-}
-
-// maxPendingGaps bounds the in-memory gap map while the disk is failing;
-// beyond it losses are merged into one record without a sensor.
-const maxPendingGaps = 100000
-
-func (q *Queue) addPendingGap(g wire.Gap) {
-	k := gapKey{g.Reason, g.Sensor}
-	if _, ok := q.pendingGaps[k]; !ok && len(q.pendingGaps) >= maxPendingGaps {
-		k.sensor, g.Sensor = "", ""
-	}
-	if o, ok := q.pendingGaps[k]; ok {
-		o.Count += g.Count
-		o.From, o.To = min(o.From, g.From), max(o.To, g.To)
-		g = o
-	}
-	q.pendingGaps[k] = g
 }
 
 // decayRate ages the rate estimate to now. Called with q.mu held.

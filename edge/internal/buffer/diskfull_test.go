@@ -24,9 +24,9 @@ func smallDisk(t *testing.T, size string) string {
 
 // TestDiskFull fills a real 1 MiB file system with a budget far above it:
 // the queue sheds its oldest readings to make room (or, when even that
-// fails, returns ErrDropped), never panics or wedges, accounts for every
-// lost reading in disk_error gap records, and delivered + gap-counted
-// equals everything written.
+// fails, returns ErrNotStored and stores nothing), never panics or wedges,
+// accounts for every shed reading in disk_error gap records, and
+// delivered + gap-counted equals everything stored.
 func TestDiskFull(t *testing.T) {
 	dir := smallDisk(t, "1m")
 	cfg := testConfig()
@@ -39,7 +39,7 @@ func TestDiskFull(t *testing.T) {
 		written += 200
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrDropped):
+		case errors.Is(err, ErrNotStored):
 			dropped++
 		default:
 			t.Fatalf("write %d: %v", i, err)
@@ -61,7 +61,7 @@ func TestDiskFull(t *testing.T) {
 		if err == nil && round > 0 && len(q.Stats().Drops) > 0 && len(q.pendingGaps) == 0 {
 			break
 		}
-		if err != nil && !errors.Is(err, ErrDropped) {
+		if err != nil && !errors.Is(err, ErrNotStored) {
 			t.Fatal(err)
 		}
 	}
@@ -85,9 +85,11 @@ func TestDiskFull(t *testing.T) {
 	}
 	t.Logf("written %d, delivered %d, lost to the full disk %d (%d writes dropped)", written, uint64(written)-lost, lost, dropped)
 
-	// Phase 2: a disk filled by someone else and a write that cannot fit:
-	// ErrDropped; once space is back the pending gap is written and
-	// accounts for it.
+	// Phase 2: a disk filled by someone else and a write larger than the
+	// file's free pages: even shedding cannot make room, so Write fails
+	// with ErrNotStored and records nothing (the caller keeps and retries
+	// the readings); once space is back the queue works as before.
+	before := q.Stats()
 	junk, err := os.Create(filepath.Join(dir, "junk"))
 	if err != nil {
 		t.Fatal(err)
@@ -98,25 +100,24 @@ func TestDiskFull(t *testing.T) {
 		}
 	}
 	_ = junk.Close()
-	// One write larger than the file's free pages cannot commit even after
-	// shedding.
-	written = 40000
-	if err := q.Write(ctx, readings("p2", 0, written)); !errors.Is(err, ErrDropped) {
-		t.Fatalf("a write larger than the full disk: %v, want ErrDropped", err)
+	if err := q.Write(ctx, readings("p2", 0, 40000)); !errors.Is(err, ErrNotStored) {
+		t.Fatalf("a write larger than the full disk: %v, want ErrNotStored", err)
 	}
 	if err := os.Remove(junk.Name()); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Write(ctx, readings("p2", 1_000_000, 1)); err != nil {
+	if err := q.Write(ctx, readings("p2", 0, 200)); err != nil {
 		t.Fatalf("write after space came back: %v", err)
 	}
-	written++
 	rs, _, gaps = drainAll(t, q, 500)
-	lost = 0
+	var shedNow uint64
 	for _, g := range gaps {
-		lost += g.Count
+		shedNow += g.Count
 	}
-	if got := uint64(len(rs)) + lost; got != uint64(written) || lost < 200 {
-		t.Errorf("phase 2: delivered %d + gap-accounted %d, want exactly %d written (at least 200 lost)", len(rs), lost, written)
+	if got := uint64(len(rs)) + shedNow; got != 200 {
+		t.Errorf("phase 2: delivered %d + gap-accounted %d, want exactly the 200 stored", len(rs), shedNow)
+	}
+	if d := q.Stats().Drops[wire.GapDiskError] - before.Drops[wire.GapDiskError]; d != shedNow {
+		t.Errorf("phase 2: drops grew by %d, gaps account for %d", d, shedNow)
 	}
 }
