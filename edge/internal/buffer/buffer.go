@@ -48,8 +48,9 @@
 //
 // # Self-healing
 //
-// Open checks the file (Config.Check). A file that bbolt cannot open or
-// that fails the check is renamed to "<file>.corrupt-<UTC time>" and kept
+// Open reads every page of the file once, where a damaged page can be
+// handled (FORMAT.md). A file that bbolt cannot open or that fails this
+// check is renamed to "<file>.corrupt-<UTC time>" and kept
 // for inspection, a gap record with reason "queue_corrupt" is queued, and a
 // fresh queue is used. A record whose checksum fails when read is deleted
 // and accounted for the same way. A file locked by a running agent is not
@@ -63,7 +64,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -293,6 +293,14 @@ func (q *Queue) openFile(ctx context.Context) (*bolt.DB, error) {
 }
 
 // openChecked opens path with bbolt and checks it; it never panics.
+//
+// The freelist is not synced (bbolt's NoFreelistSync, as etcd does): a
+// synced freelist is rewritten whole by every commit, megabytes once an
+// outage grew the file to the budget, which would ruin commit latency on
+// flash. bbolt then rebuilds the freelist on open by walking every page in
+// a goroutine of its own, where a damaged page panics beyond any recover;
+// so the file is first opened read-only (no freelist walk) and walked
+// here, where a panic is recovered and the file treated as corrupt.
 func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -302,16 +310,25 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 			db, err = nil, fmt.Errorf("bbolt panicked: %v", r)
 		}
 	}()
-	if err := checkMeta(path); err != nil {
-		return nil, err
+	if fi, serr := os.Stat(path); serr == nil && fi.Size() > 0 {
+		pre, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, ErrLocked
+		}
+		if err != nil {
+			return nil, err
+		}
+		err = walkDB(pre)
+		_ = pre.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
-	// The freelist is synced: otherwise bbolt rebuilds it on open by
-	// walking every page in a goroutine of its own, where a corrupt page
-	// panics beyond any recover.
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      time.Second,
-		ReadOnly:     readOnly,
-		FreelistType: bolt.FreelistMapType,
+		Timeout:        time.Second,
+		ReadOnly:       readOnly,
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
 	})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, ErrLocked
@@ -326,51 +343,10 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 	return db, nil
 }
 
-// checkMeta refuses a file whose meta pages say the freelist was not
-// synced: opening it would make bbolt walk every page in a goroutine where
-// a damaged page crashes the process. This build always syncs the
-// freelist, so such a file is corrupt or foreign. A missing or empty file
-// is fine (it is created).
-func checkMeta(path string) error {
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	const (
-		pageHeader  = 16
-		magic       = 0xED0CDAED
-		offPageSize = pageHeader + 8
-		offFreelist = pageHeader + 32
-	)
-	hdr := make([]byte, 4096)
-	n, _ := io.ReadFull(f, hdr)
-	if n == 0 {
-		return nil
-	}
-	if n < offFreelist+8 || binary.LittleEndian.Uint32(hdr[pageHeader:]) != magic {
-		return errors.New("not a bbolt file (bad magic in meta page 0)")
-	}
-	pageSize := int64(binary.LittleEndian.Uint32(hdr[offPageSize:]))
-	metas := [][]byte{hdr}
-	if pageSize >= 1024 && pageSize <= 1<<20 {
-		m1 := make([]byte, offFreelist+8)
-		if _, err := f.ReadAt(m1, pageSize); err == nil {
-			metas = append(metas, m1)
-		}
-	}
-	for i, m := range metas {
-		if binary.LittleEndian.Uint32(m[pageHeader:]) == magic && binary.LittleEndian.Uint64(m[offFreelist:]) == math.MaxUint64 {
-			return fmt.Errorf("meta page %d: freelist not synced (not written by this queue)", i)
-		}
-	}
-	return nil
-}
-
-func checkDB(db *bolt.DB, check string) error {
+// walkDB checks the structure and touches every page through cursors, in
+// this goroutine, so that a damaged page panics where openChecked
+// recovers. A panic inside View rolls its transaction back first.
+func walkDB(db *bolt.DB) error {
 	return db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -385,35 +361,32 @@ func checkDB(db *bolt.DB, check string) error {
 		if v := meta.Get(metaFormat); v == nil || string(v) != strconv.Itoa(formatVersion) {
 			return fmt.Errorf("unknown format version %q", v)
 		}
-		for _, name := range [][]byte{bucketTel, bucketPri, bucketDead, bucketIdx} {
+		for _, name := range [][]byte{bucketMeta, bucketTel, bucketPri, bucketDead, bucketIdx} {
 			b := tx.Bucket(name)
 			if b == nil {
 				return fmt.Errorf("bucket %q missing", name)
 			}
-			c := b.Cursor()
-			if k, _ := c.First(); k != nil && len(k) != 8 {
-				return fmt.Errorf("bucket %q: bad key", name)
-			}
-			if k, _ := c.Last(); k != nil && len(k) != 8 {
-				return fmt.Errorf("bucket %q: bad key", name)
-			}
-		}
-		if check != CheckFull {
-			return nil
-		}
-		// Touch every page through cursors (in this goroutine, so a panic
-		// on a damaged page is recovered by openChecked), then let bbolt
-		// check page accounting.
-		for _, name := range [][]byte{bucketMeta, bucketTel, bucketPri, bucketDead, bucketIdx} {
-			if err := tx.Bucket(name).ForEach(func(k, v []byte) error {
-				if len(k) == 0 {
-					return fmt.Errorf("bucket %q: empty key", name)
+			err := b.ForEach(func(k, v []byte) error {
+				if len(k) == 0 || (name[0] != 'm' && len(k) != 8) {
+					return fmt.Errorf("bucket %q: bad key %x", name, k)
 				}
 				return nil
-			}); err != nil {
+			})
+			if err != nil {
 				return err
 			}
 		}
+		return nil
+	})
+}
+
+// checkDB runs bbolt's own consistency check (page accounting) for
+// Config.Check "full"; walkDB has already checked the structure.
+func checkDB(db *bolt.DB, check string) error {
+	if check != CheckFull {
+		return nil
+	}
+	return db.View(func(tx *bolt.Tx) error {
 		var first error
 		for err := range tx.Check() {
 			if first == nil {

@@ -393,27 +393,31 @@ func TestCorruptFileMovedAside(t *testing.T) {
 			_ = f.Close()
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			path := filepath.Join(dir, FileName)
-			tc.corrupt(t, path)
-			orig, _ := os.ReadFile(path)
-			q := openQueue(t, path, testConfig())
-			aside, _ := filepath.Glob(path + ".corrupt-*")
-			if len(aside) != 1 {
-				t.Fatalf("moved-aside files: %v, want one", aside)
-			}
-			if kept, _ := os.ReadFile(aside[0]); string(kept) != string(orig) {
-				t.Error("the moved-aside file differs from the corrupt original")
-			}
-			if err := q.Write(t.Context(), readings("b", 0, 2)); err != nil {
-				t.Fatalf("write to the fresh queue: %v", err)
-			}
-			rs, _, gs := drainAll(t, q, 10)
-			if len(rs) != 2 || len(gs) != 1 || gs[0].Reason != wire.GapCorrupt || gs[0].To == 0 {
-				t.Errorf("after recovery: %d readings, gaps %+v; want 2 and one %s gap", len(rs), gs, wire.GapCorrupt)
-			}
-		})
+		for _, check := range []string{CheckQuick, CheckFull} {
+			t.Run(tc.name+"/"+check, func(t *testing.T) {
+				dir := t.TempDir()
+				path := filepath.Join(dir, FileName)
+				tc.corrupt(t, path)
+				orig, _ := os.ReadFile(path)
+				cfg := testConfig()
+				cfg.Check = check
+				q := openQueue(t, path, cfg)
+				aside, _ := filepath.Glob(path + ".corrupt-*")
+				if len(aside) != 1 {
+					t.Fatalf("moved-aside files: %v, want one", aside)
+				}
+				if kept, _ := os.ReadFile(aside[0]); string(kept) != string(orig) {
+					t.Error("the moved-aside file differs from the corrupt original")
+				}
+				if err := q.Write(t.Context(), readings("b", 0, 2)); err != nil {
+					t.Fatalf("write to the fresh queue: %v", err)
+				}
+				rs, _, gs := drainAll(t, q, 10)
+				if len(rs) != 2 || len(gs) != 1 || gs[0].Reason != wire.GapCorrupt || gs[0].To == 0 {
+					t.Errorf("after recovery: %d readings, gaps %+v; want 2 and one %s gap", len(rs), gs, wire.GapCorrupt)
+				}
+			})
+		}
 	}
 }
 
