@@ -73,6 +73,7 @@ and forwards it to sm-collector.`,
 		newConfigCmd(stdio),
 		newDiscoverCmd(stdio),
 		newStatusCmd(stdio),
+		newBufferCmd(stdio),
 	)
 	return root
 }
