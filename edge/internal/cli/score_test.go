@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
@@ -16,14 +15,7 @@ import (
 	"github.com/smartmaint/smartmaint/models/train"
 )
 
-func runCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(context.Background(), args, strings.NewReader(""), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
-func writeFile(t *testing.T, dir, name, body string) string {
+func writeFileIn(t *testing.T, dir, name, body string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
@@ -50,7 +42,7 @@ func sineCSV(n int, spikeAt int) string {
 
 func TestScoreCommand(t *testing.T) {
 	dir := t.TempDir()
-	in := writeFile(t, dir, "in.csv", sineCSV(800, 700))
+	in := writeFileIn(t, dir, "in.csv", sineCSV(800, 700))
 	out := filepath.Join(dir, "out.csv")
 	code, stdout, stderr := runCLI(t, "score", "--input", in, "--output", out, "--train-rows", "100")
 	if code != 0 {
@@ -74,7 +66,7 @@ func TestScoreCommand(t *testing.T) {
 
 func TestScoreCommandErrors(t *testing.T) {
 	dir := t.TempDir()
-	in := writeFile(t, dir, "in.csv", "timestamp,a\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,x\n")
+	in := writeFileIn(t, dir, "in.csv", "timestamp,a\n2026-01-01 00:00:00,1\n2026-01-01 00:01:00,x\n")
 	out := filepath.Join(dir, "out.csv")
 	tests := []struct {
 		args []string
@@ -98,7 +90,7 @@ func TestScoreCommandErrors(t *testing.T) {
 func TestScoreCommandWithModel(t *testing.T) {
 	dir := t.TempDir()
 	csv := sineCSV(800, 700)
-	in := writeFile(t, dir, "in.csv", csv)
+	in := writeFileIn(t, dir, "in.csv", csv)
 	rows := [][]float64{}
 	for i := 0; i < 300; i++ {
 		x := float64(i%50) / 10
@@ -112,7 +104,7 @@ func TestScoreCommandWithModel(t *testing.T) {
 	data, _ := artifact.Encode(m, key)
 	model := filepath.Join(dir, "ab.smm")
 	_ = os.WriteFile(model, data, 0o644)
-	pub := writeFile(t, dir, "k.pub", artifact.FormatPublicKey(key.Public().(ed25519.PublicKey)))
+	pub := writeFileIn(t, dir, "k.pub", artifact.FormatPublicKey(key.Public().(ed25519.PublicKey)))
 	out := filepath.Join(dir, "out.csv")
 	code, _, stderr := runCLI(t, "score", "--input", in, "--output", out, "--model", model, "--trusted-key", pub)
 	if code != 0 || !strings.Contains(stderr, "ab@3") {
