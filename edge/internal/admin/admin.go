@@ -15,6 +15,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/smartmaint/smartmaint/edge/internal/buffer"
+	"github.com/smartmaint/smartmaint/edge/internal/forward"
+	"github.com/smartmaint/smartmaint/shared/wire"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -73,6 +77,12 @@ type Status struct {
 	// Sink describes the stage readings are handed to (e.g. the durable
 	// buffer), with its last error.
 	Sink SinkStatus `json:"sink"`
+	// Queue is the durable queue's state (backlog, runway, drops).
+	Queue *buffer.Stats `json:"queue,omitempty"`
+	// Uplink is the forwarder's view of the collector connection.
+	Uplink *forward.State `json:"uplink,omitempty"`
+	// Models are the downloaded models in use (none: built-in detectors).
+	Models []wire.ModelRef `json:"models,omitempty"`
 }
 
 // SinkStatus says how handing readings to the next stage goes.

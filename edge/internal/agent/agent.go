@@ -47,7 +47,9 @@ type Options struct {
 	// Sink receives the mapped readings. Required.
 	Sink Sink
 	// Ready, if set, is part of /readyz (e.g. "the buffer is writable").
-	Ready    func(ctx context.Context) error
+	Ready func(ctx context.Context) error
+	// Extend, if set, adds the later stages' state to /status.
+	Extend func(*admin.Status)
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Version  string
@@ -147,6 +149,10 @@ func New(opts Options) (*Agent, error) {
 	}
 	return a, nil
 }
+
+// BrokerState is the broker connection state: "connected", "connecting"
+// or "disconnected", as reported to the collector.
+func (a *Agent) BrokerState() string { return a.sub.Status().State }
 
 // Mapper returns the agent's mapper (for Profile lookups).
 func (a *Agent) Mapper() *mapping.Mapper { return a.mapper }
@@ -302,6 +308,9 @@ func (a *Agent) Status() admin.Status {
 	a.errMu.Lock()
 	st.Sink.LastError = a.lastErr
 	a.errMu.Unlock()
+	if a.opts.Extend != nil {
+		a.opts.Extend(&st)
+	}
 	for _, f := range a.mapper.Filters() {
 		format := ""
 		for _, s := range a.opts.Config.Subscriptions {

@@ -77,7 +77,7 @@ func (s *recordingSink) count() int {
 // section and loads it through the real config path.
 func testConfig(t testing.TB, brokerYAML, subsYAML string) (*config.Config, mapping.Profiles) {
 	t.Helper()
-	text := fmt.Sprintf("version: 1\nedge_id: test-edge\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n%s\n  reconnect: {initial: 100ms, max: 500ms}\n  drain_timeout: 3s\nsubscriptions:\n%s\n", brokerYAML, subsYAML)
+	text := fmt.Sprintf("version: 1\nedge_id: test-edge\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n%s\n  reconnect: {initial: 100ms, max: 500ms}\n  drain_timeout: 3s\ncollector: {url: \"http://127.0.0.1:8080\"}\nsubscriptions:\n%s\n", brokerYAML, subsYAML)
 	file := filepath.Join(t.TempDir(), "edge.yaml")
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -61,6 +61,7 @@ subscriptions:
     qos: 5
     profile: nosuch
     colour: red
+collector: {url: "http://127.0.0.1:8080"}
 `)
 	code, out, errOut := runCLI(t, "config", "validate", "--config", file)
 	if code != 1 {
@@ -135,6 +136,7 @@ subscriptions:
   - topic: plant/{asset}/{sensor}
     json: {value: v}
     profile_rules: [{match: "vib*", profile: triaxial_vibration}]
+collector: {url: "http://127.0.0.1:8080"}
 `, mq.URL))
 	cfg, profiles, probs := config.Load(file)
 	if len(probs) > 0 {
@@ -240,7 +242,7 @@ func TestDiscoverCommand(t *testing.T) {
 			t.Errorf("discover output lacks %q:\n%s", want, out)
 		}
 	}
-	cfgText := "version: 1\nedge_id: d1\n" + out
+	cfgText := "version: 1\nedge_id: d1\ncollector: {url: \"http://127.0.0.1:8080\"}\n" + out
 	cfgText = strings.ReplaceAll(cfgText, "profile_rules:", "profile: generic_4_20ma\n      profile_rules:")
 	file := writeFile(t, "edge.yaml", cfgText)
 	if code, _, errOut := runCLI(t, "config", "validate", "--config", file); code != 0 {

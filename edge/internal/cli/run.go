@@ -12,7 +12,6 @@ import (
 
 	"github.com/smartmaint/smartmaint/edge/internal/agent"
 	"github.com/smartmaint/smartmaint/edge/internal/config"
-	"github.com/smartmaint/smartmaint/edge/internal/mapping"
 	"github.com/smartmaint/smartmaint/shared/version"
 )
 
@@ -46,46 +45,41 @@ listens on admin.listen (default 127.0.0.1:9470).`,
 			if err != nil {
 				return err
 			}
-			sink, closeSink, err := openSink(ctx, cfg, mapper, logger, reg)
+			p, err := agent.OpenPipeline(ctx, cfg, mapper, version.Get().Version, logger, reg)
 			if err != nil {
 				return err
 			}
 			defer func() {
-				if err := closeSink(); err != nil {
-					logger.Error("close pipeline", "err", err)
+				if err := p.Close(); err != nil {
+					logger.Error("close buffer", "err", err)
 				}
 			}()
 			a, err := agent.New(agent.Options{
-				Config: cfg, Profiles: profiles, Mapper: mapper, Sink: sink,
+				Config: cfg, Profiles: profiles, Mapper: mapper, Sink: p,
+				Ready: p.Ready, Extend: p.Extend,
 				Logger: logger, Registry: reg, Version: version.Get().String(),
 			})
 			if err != nil {
 				return err
 			}
-			return a.Run(ctx)
+			p.SetBroker(a.BrokerState)
+			// The agent stops taking messages and drains what it received
+			// into the queue; only then does the forwarder stop, and the
+			// queue is closed last (deferred above).
+			pctx, stopPipeline := context.WithCancel(context.WithoutCancel(ctx))
+			defer stopPipeline()
+			var perr error
+			pdone := make(chan struct{})
+			go func() { perr = p.Run(pctx); close(pdone) }()
+			aerr := a.Run(ctx)
+			stopPipeline()
+			<-pdone
+			return errors.Join(aerr, perr)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "config file (required)")
 	_ = cmd.MarkFlagRequired("config")
 	return cmd
-}
-
-// errNoDurableQueue is returned by openSink until the durable queue is
-// wired in: sm-edge must not acknowledge MQTT messages it has not stored.
-var errNoDurableQueue = errors.New("this build has no durable queue (edge/internal/buffer) wired into `run`; refusing to acknowledge readings that would not be stored")
-
-// openSink builds the pipeline behind the mapper and returns its first
-// stage and a function that closes the pipeline after the agent stopped.
-//
-// HOOK for the lead: open the bbolt buffer in cfg.DataDir (buffer.Open with
-// cfg.Buffer), start the forwarder (forward.New with cfg.Collector) in a
-// goroutine bound to ctx, and, once the scoring stage exists, put it in
-// front of the buffer using mapper.Profile for sensor profiles. Return the
-// first stage as the Sink (it must have the Write/WriteEvents method set of
-// the edge contract), and a close function that stops the forwarder and
-// closes the buffer.
-func openSink(ctx context.Context, cfg *config.Config, mapper *mapping.Mapper, logger *slog.Logger, reg *prometheus.Registry) (agent.Sink, func() error, error) {
-	return nil, nil, errNoDurableQueue
 }
 
 func newLogger(stdio IO, c config.Log) *slog.Logger {

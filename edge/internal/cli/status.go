@@ -97,6 +97,43 @@ func printStatus(w io.Writer, st *admin.Status) error {
 		p(", last error: %s", st.Sink.LastError)
 	}
 	p("\n")
+	if q := st.Queue; q != nil {
+		p("queue\t%d records, %s of %s budget, oldest %s, runway %.1f h\n",
+			q.Records, byteSize(q.Bytes), byteSize(q.MaxBytes), q.OldestAge.Round(time.Second), q.RunwayHours)
+		if len(q.Drops) > 0 {
+			p("\tdropped:")
+			for _, r := range sortedKeys(q.Drops) {
+				p(" %s=%d", r, q.Drops[r])
+			}
+			p("\n")
+		}
+	}
+	if u := st.Uplink; u != nil {
+		state := "down"
+		if u.Up {
+			state = "up"
+		}
+		p("uplink\t%s", state)
+		if !u.LastSuccess.IsZero() {
+			p(", last batch acknowledged %s", u.LastSuccess.UTC().Format(time.RFC3339))
+		}
+		if u.ClockOffsetKnown {
+			p(", clock offset %s", u.ClockOffset.Round(time.Millisecond))
+		}
+		p("\n")
+		for _, a := range u.Alarms {
+			p("\tALARM %s\n", a)
+		}
+		if u.LastError != "" {
+			p("\tlast error: %s\n", u.LastError)
+		}
+	}
+	if len(st.Models) == 0 {
+		p("models\tbuilt-in detectors\n")
+	}
+	for _, m := range st.Models {
+		p("models\t%s@%s (%d sensors)\n", m.Name, m.Version, m.Sensors)
+	}
 	tw.Flush()
 
 	fmt.Fprintf(w, "\nSubscriptions (%d)\n", len(st.Subscriptions))
@@ -188,4 +225,18 @@ func sortedKeys(m map[string]uint64) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// byteSize renders n bytes with a binary unit, e.g. "12.5 MiB".
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -23,6 +23,10 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/smartmaint/smartmaint/edge/internal/admin"
+	"github.com/smartmaint/smartmaint/edge/internal/buffer"
+	"github.com/smartmaint/smartmaint/edge/internal/detect"
+	"github.com/smartmaint/smartmaint/edge/internal/forward"
+	"github.com/smartmaint/smartmaint/edge/internal/modelcache"
 	"github.com/smartmaint/smartmaint/edge/internal/config/strictyaml"
 	"github.com/smartmaint/smartmaint/edge/internal/mapping"
 	"github.com/smartmaint/smartmaint/edge/internal/mqttsub"
@@ -46,10 +50,18 @@ type Config struct {
 	Sensors  map[string]mapping.SensorOverride `yaml:"sensors,omitempty"`
 	Profiles mapping.ProfilesConfig            `yaml:"profiles,omitempty"`
 
-	// Sections owned by other packages go here, e.g.
-	//   Buffer    buffer.Config  `yaml:"buffer"`     (durable queue)
-	//   Collector forward.Config `yaml:"collector"`  (uplink)
-	// with their defaults in Default and one line each in Validate.
+	// Sections owned by other packages: each has its defaults in Default
+	// and one line in Validate.
+
+	// Scoring configures the local anomaly detection (edge/internal/detect).
+	Scoring detect.Config `yaml:"scoring"`
+	// Buffer is the durable queue (edge/internal/buffer).
+	Buffer buffer.Config `yaml:"buffer"`
+	// Collector is the uplink (edge/internal/forward).
+	Collector forward.Config `yaml:"collector"`
+	// Models is the S3 model cache (edge/internal/modelcache); off unless
+	// a bucket is set.
+	Models modelcache.Config `yaml:"models"`
 }
 
 // Log configures logging.
@@ -68,6 +80,11 @@ func Default() Config {
 		Admin:   admin.Default(),
 		Log:     Log{Level: "info", Format: "json"},
 		Broker:  mqttsub.Default(),
+
+		Scoring:   detect.DefaultConfig(),
+		Buffer:    buffer.Default(),
+		Collector: forward.Default(),
+		Models:    modelcache.DefaultConfig(),
 	}
 }
 
@@ -100,7 +117,10 @@ func (c *Config) Validate() error {
 	errs = append(errs,
 		strictyaml.Prefix("admin", c.Admin.Validate()),
 		strictyaml.Prefix("broker", c.Broker.Validate()),
-		// Other sections: strictyaml.Prefix("buffer", c.Buffer.Validate()), ...
+		c.Scoring.Validate("scoring"),
+		c.Buffer.Validate(),
+		c.Collector.Validate(),
+		c.Models.Validate(),
 	)
 	if len(c.Subscriptions) == 0 {
 		add("subscriptions", "at least one subscription is required")
@@ -184,6 +204,15 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.DataDir)
+	abs(&c.Collector.TokenFile)
+	abs(&c.Collector.TLS.CAFile)
+	abs(&c.Collector.TLS.CertFile)
+	abs(&c.Collector.TLS.KeyFile)
+	abs(&c.Models.CredentialsFile)
+	abs(&c.Models.CacheDir)
+	if c.Models.CacheDir == "" && c.DataDir != "" {
+		c.Models.CacheDir = filepath.Join(c.DataDir, "models")
+	}
 	abs(&c.Broker.PasswordFile)
 	abs(&c.Broker.TLS.CAFile)
 	abs(&c.Broker.TLS.CertFile)
