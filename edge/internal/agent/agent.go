@@ -49,7 +49,7 @@ type Options struct {
 	// Ready, if set, is part of /readyz (e.g. "the buffer is writable").
 	Ready func(ctx context.Context) error
 	// Extend, if set, adds the later stages' state to /status.
-	Extend func(*admin.Status)
+	Extend   func(*admin.Status)
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	Version  string

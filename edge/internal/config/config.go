@@ -24,11 +24,11 @@ import (
 
 	"github.com/smartmaint/smartmaint/edge/internal/admin"
 	"github.com/smartmaint/smartmaint/edge/internal/buffer"
+	"github.com/smartmaint/smartmaint/edge/internal/config/strictyaml"
 	"github.com/smartmaint/smartmaint/edge/internal/detect"
 	"github.com/smartmaint/smartmaint/edge/internal/forward"
-	"github.com/smartmaint/smartmaint/edge/internal/modelcache"
-	"github.com/smartmaint/smartmaint/edge/internal/config/strictyaml"
 	"github.com/smartmaint/smartmaint/edge/internal/mapping"
+	"github.com/smartmaint/smartmaint/edge/internal/modelcache"
 	"github.com/smartmaint/smartmaint/edge/internal/mqttsub"
 	firmwareconfigs "github.com/smartmaint/smartmaint/firmware-configs"
 )
