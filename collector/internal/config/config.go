@@ -41,6 +41,8 @@ type Config struct {
 	Limits          Limits        `yaml:"limits"`
 	RateLimits      RateLimits    `yaml:"rate_limits"`
 	Ingest          Ingest        `yaml:"ingest"`
+	Alerts          Alerts        `yaml:"alerts"`
+	Notify          Notify        `yaml:"notify"`
 }
 
 // Log configures the process logger.
@@ -184,6 +186,8 @@ func Default() Config {
 			RetryAfter:      5 * time.Second,
 			SensorCacheTTL:  30 * time.Second,
 		},
+		Alerts: defaultAlerts(),
+		Notify: defaultNotify(),
 	}
 }
 
@@ -319,6 +323,7 @@ func (c *Config) Validate() error {
 	if in.RetryAfter < time.Second {
 		bad("ingest.retry_after", "must be at least 1s, got %s", in.RetryAfter)
 	}
+	errs = append(errs, c.alertProblems()...)
 	slices.SortStableFunc(errs, func(a, b error) int {
 		return strings.Compare(a.(*FieldError).Path, b.(*FieldError).Path)
 	})

@@ -29,6 +29,22 @@ func TestLoadGood(t *testing.T) {
 		RateLimits: RateLimits{Edge: Rate{10, 20}, APIKey: Rate{5, 10}},
 		Ingest: Ingest{FutureTolerance: 2 * time.Minute, AutoRegister: "off", MaxInFlight: 8, MaxQueue: 32,
 			QueueTimeout: time.Second, WriteTimeout: 20 * time.Second, RetryAfter: 10 * time.Second, SensorCacheTTL: time.Minute},
+		Alerts: Alerts{AutoResolveAfter: 5 * time.Minute, EscalateAfter: 15 * time.Minute, MaxEscalations: 2,
+			SweepInterval: 10 * time.Second, PublicBaseURL: "https://collector.example.com"},
+		Notify: Notify{Workers: true, PollInterval: 2 * time.Second, GroupWindow: 30 * time.Second, MaxGroup: 10,
+			MaxAttempts: 12, BackoffMin: 2 * time.Second, BackoffMax: 5 * time.Minute, SendTimeout: 10 * time.Second,
+			Channels: []Channel{
+				{Name: "ops-hook", Type: "webhook", URL: "https://hooks.example.com/sm", Secret: Secret{Env: "SM_WEBHOOK_SECRET"}, RatePerMinute: 60, Burst: 10},
+				{Name: "slack", Type: "slack", Secret: Secret{File: "/etc/sm-collector/slack-url"}},
+				{Name: "mail", Type: "email", SMTPHost: "smtp.example.com", SMTPPort: 587, Username: "alerts@example.com",
+					Secret: Secret{File: "/etc/sm-collector/smtp-password"}, From: "alerts@example.com", To: []string{"oncall@example.com"}, TLS: "starttls"},
+				{Name: "am", Type: "alertmanager", URL: "http://alertmanager:9093"},
+				{Name: "andon", Type: "mqtt", Broker: "tcp://broker:1883", Topic: "andon/{site}/{asset}", QoS: 1, Retain: true},
+			},
+			Routes: []Route{
+				{MinSeverity: "major", Channels: []string{"ops-hook", "slack", "mail", "am"}},
+				{Sites: []string{"plant1"}, Transitions: []string{"opened", "resolved", "auto_resolved"}, Channels: []string{"andon"}},
+			}},
 	}
 	minimal := Default()
 	minimal.Limits.PageMax = 2000
