@@ -288,7 +288,7 @@ func newTestHandler(t testing.TB, f *fakeBackend, mod func(*Options)) *Handler {
 	t.Helper()
 	o := Options{Auth: f, Ingest: f, Ready: f, Sensors: f, Readings: f, Edges: f, Losses: f, Creds: f, Decode: jsonDecode,
 		Alerts: newFakeAlerts(),
-		Now: func() time.Time { return t0 }}
+		Now:    func() time.Time { return t0 }}
 	if mod != nil {
 		mod(&o)
 	}
