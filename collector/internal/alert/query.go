@@ -62,7 +62,8 @@ func decodeCursor(c string) (int64, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	if err == nil {
 		if s, ok := strings.CutPrefix(string(b), cursorPrefix); ok {
-			if id, err := strconv.ParseInt(s, 10, 64); err == nil && id > 0 {
+			// Only the canonical form: one cursor per position.
+			if id, err := strconv.ParseInt(s, 10, 64); err == nil && id > 0 && encodeCursor(id) == c {
 				return id, nil
 			}
 		}
