@@ -4,11 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/smartmaint/smartmaint/collector/internal/alert"
 	"github.com/smartmaint/smartmaint/collector/internal/api"
+	"github.com/smartmaint/smartmaint/collector/internal/notify"
 	"github.com/smartmaint/smartmaint/collector/internal/config"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
@@ -179,5 +187,77 @@ func TestAlertsThroughIngest(t *testing.T) {
 	e.getJSON(t, "/api/v1/alerts?sensor="+sensor+"&state=open", &list)
 	if len(list.Items) != 1 || list.Items[0].ID == a.ID {
 		t.Errorf("raise after resolve: %+v", list.Items)
+	}
+}
+
+// TestNotificationEndToEnd: an edge event becomes an alert, the alert a
+// signed webhook call from the outbox workers; an operator's ack another.
+func TestNotificationEndToEnd(t *testing.T) {
+	secretFile := filepath.Join(t.TempDir(), "hook-secret")
+	if err := os.WriteFile(secretFile, []byte("e2e-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan alert.Notification, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.VerifySignature([]byte("e2e-secret"), r.Header.Get(notify.HeaderTimestamp),
+			r.Header.Get(notify.HeaderSignature), body, time.Now(), notify.DefaultReplayWindow); err != nil {
+			t.Errorf("signature: %v", err)
+			http.Error(w, err.Error(), 401)
+			return
+		}
+		var m struct {
+			Items []alert.Notification `json:"items"`
+		}
+		json.Unmarshal(body, &m)
+		for _, it := range m.Items {
+			got <- it
+		}
+	}))
+	defer hook.Close()
+	e := start(t, func(c *config.Config) {
+		c.RateLimits.Edge.PerSecond, c.RateLimits.APIKey.PerSecond = 0, 0
+		c.Notify.PollInterval, c.Notify.GroupWindow = 20*time.Millisecond, 0
+		c.Notify.Channels = []config.Channel{{Name: "hook", Type: "webhook", URL: hook.URL, Secret: config.Secret{File: secretFile}}}
+		c.Notify.Routes = []config.Route{{MinSeverity: "major", Channels: []string{"hook"}}}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.srv.alerts.run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	now := time.Now().UTC()
+	const sensor = "plant2/line1/fan3/vib"
+	e.ingest(t, "edge", &wire.Batch{EdgeID: "edge", BatchID: "anomaly", FirstSeq: 1, LastSeq: 2, Events: []wire.Event{
+		// minor: routed nowhere.
+		{Sensor: "plant2/line1/fan4/vib", Kind: wire.EventAnomaly, State: wire.EventRaised, Severity: wire.SeverityMinor, Rule: "mad",
+			Time: now.UnixNano(), Value: 3, Score: 0.7, Threshold: 0.6, Model: "mad@1", Seq: 1},
+		{Sensor: sensor, Asset: "fan3", Kind: wire.EventAnomaly, State: wire.EventRaised, Severity: wire.SeverityMajor, Rule: "mad",
+			Time: now.UnixNano(), Value: 7.5, Score: 0.93, Threshold: 0.6, Model: "mad@1", Seq: 2}}})
+	wait := func() alert.Notification {
+		select {
+		case n := <-got:
+			return n
+		case <-time.After(15 * time.Second):
+			t.Fatal("no notification within 15s")
+		}
+		return alert.Notification{}
+	}
+	n := wait()
+	if n.Sensor != sensor || n.Transition != alert.Opened || n.Severity != "major" || n.Site != "plant2" || n.Asset != "fan3" ||
+		n.Key == "" || !strings.HasSuffix(n.URL, fmt.Sprintf("/api/v1/alerts/%d", n.AlertID)) {
+		t.Errorf("opened notification: %+v", n)
+	}
+	resp, body := e.do(t, "POST", fmt.Sprintf("/api/v1/alerts/%d/ack", n.AlertID), "operator", []byte(`{"note":"checking fan"}`))
+	if resp.StatusCode != 200 {
+		t.Fatalf("ack: %d %s", resp.StatusCode, body)
+	}
+	a := wait()
+	if a.Transition != alert.Acknowledged || a.Actor != "operator" || a.Note != "checking fan" || a.Key == n.Key {
+		t.Errorf("ack notification: %+v", a)
+	}
+	select {
+	case x := <-got:
+		t.Errorf("unexpected notification %+v (minor alerts are not routed)", x)
+	case <-time.After(200 * time.Millisecond):
 	}
 }
