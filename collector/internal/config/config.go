@@ -440,6 +440,13 @@ func lineOf(doc *yaml.Node, path string) int {
 	n := doc.Content[0]
 	line := 0
 	for _, key := range strings.Split(path, ".") {
+		// "channels[2]": the key, then the item of its sequence.
+		idx := -1
+		if k, rest, ok := strings.Cut(key, "["); ok {
+			if i, err := strconv.Atoi(strings.TrimSuffix(rest, "]")); err == nil {
+				key, idx = k, i
+			}
+		}
 		if n.Kind != yaml.MappingNode {
 			return 0
 		}
@@ -456,6 +463,13 @@ func lineOf(doc *yaml.Node, path string) int {
 			// The key is absent (a required setting left out): point at
 			// its nearest parent that is there.
 			return line
+		}
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
 		}
 	}
 	return line
