@@ -18,7 +18,7 @@ import (
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
-func openDB(t *testing.T, dsn string) *store.DB {
+func openDB(t testing.TB, dsn string) *store.DB {
 	t.Helper()
 	db, err := store.Open(context.Background(), dsn, store.Options{Timescale: store.TimescaleOff,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -137,5 +137,43 @@ func TestSweepTwoReplicas(t *testing.T) {
 	}
 	if rest[0].ResolvedBy != SystemActor || rest[0].EscalationLevel != 1 {
 		t.Errorf("resolved alert: %+v", rest[0])
+	}
+}
+
+type failingNotifier struct{}
+
+func (failingNotifier) Enqueue(context.Context, DBTX, *Notification) error {
+	return fmt.Errorf("%w: outbox refused", ErrInvalid)
+}
+
+// TestPermanentErrorKeepsBatch: when alerts cannot be written for a
+// reason retrying will not fix, the alert changes are rolled back to the
+// savepoint and the batch's transaction goes on (its readings are kept).
+func TestPermanentErrorKeepsBatch(t *testing.T) {
+	db := openDB(t, testenv.Postgres(t))
+	ctx := context.Background()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p := New(db.Pool(), Config{Policy: DefaultPolicy(), Now: func() time.Time { return t0 }}, failingNotifier{},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	var alerts int
+	err := pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO storage_settings (key, value) VALUES ('batch-marker', 'kept')`); err != nil {
+			return err
+		}
+		ev := limitEvent(wire.EventRaised, "H", wire.SeverityMajor, t0, 80)
+		if err := p.processEvents(ctx, tx, "edge", []wire.Event{ev}); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT count(*) FROM alerts`).Scan(&alerts)
+	})
+	if err != nil {
+		t.Fatalf("batch transaction failed: %v", err)
+	}
+	var marker string
+	db.Pool().QueryRow(ctx, `SELECT value FROM storage_settings WHERE key = 'batch-marker'`).Scan(&marker)
+	if alerts != 0 || marker != "kept" || testutil.ToFloat64(p.m.eventErrors) != 1 {
+		t.Errorf("alerts %d (want 0: rolled back), batch write %q (want kept), errors %v", alerts, marker, testutil.ToFloat64(p.m.eventErrors))
 	}
 }

@@ -115,7 +115,10 @@ func (s *EmailSender) Send(ctx context.Context, m *Message) error {
 	if err := w.Close(); err != nil {
 		return smtpErr("end of DATA", err)
 	}
-	return c.Quit()
+	// The server took the message at the end of DATA: a failed QUIT must
+	// not cause a second e-mail.
+	_ = c.Quit()
+	return nil
 }
 
 // smtpErr marks 5xx replies permanent; 4xx and I/O errors are retried.
