@@ -16,8 +16,8 @@ import (
 
 	"github.com/smartmaint/smartmaint/collector/internal/alert"
 	"github.com/smartmaint/smartmaint/collector/internal/api"
-	"github.com/smartmaint/smartmaint/collector/internal/notify"
 	"github.com/smartmaint/smartmaint/collector/internal/config"
+	"github.com/smartmaint/smartmaint/collector/internal/notify"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
