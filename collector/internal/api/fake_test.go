@@ -287,7 +287,8 @@ func newFake() *fakeBackend {
 func newTestHandler(t testing.TB, f *fakeBackend, mod func(*Options)) *Handler {
 	t.Helper()
 	o := Options{Auth: f, Ingest: f, Ready: f, Sensors: f, Readings: f, Edges: f, Losses: f, Creds: f, Decode: jsonDecode,
-		Now: func() time.Time { return t0 }}
+		Alerts: newFakeAlerts(),
+		Now:    func() time.Time { return t0 }}
 	if mod != nil {
 		mod(&o)
 	}

@@ -53,7 +53,7 @@ func DefaultLimits() Limits {
 }
 
 // Options wires a Handler. Auth, Ingest, Ready, Sensors, Readings, Edges,
-// Losses, Creds and Decode are required; the rest have defaults.
+// Losses, Creds, Alerts and Decode are required; the rest have defaults.
 type Options struct {
 	Auth     Authenticator
 	Ingest   Ingester
@@ -63,6 +63,7 @@ type Options struct {
 	Edges    Edges
 	Losses   Losses
 	Creds    Credentials
+	Alerts   Alerts
 	Decode   DecodeFunc
 
 	// Metrics, when set, is served at /metrics to readers (viewer,
@@ -99,6 +100,7 @@ func New(opts Options) (*Handler, error) {
 	for name, v := range map[string]any{
 		"Auth": opts.Auth, "Ingest": opts.Ingest, "Ready": opts.Ready, "Sensors": opts.Sensors,
 		"Readings": opts.Readings, "Edges": opts.Edges, "Losses": opts.Losses, "Creds": opts.Creds,
+		"Alerts": opts.Alerts,
 	} {
 		if v == nil {
 			missing = append(missing, name)

@@ -138,6 +138,10 @@ func TestRoutesByRole(t *testing.T) {
 		"GET /api/v1/apikeys":               {"GET", "/api/v1/apikeys", ""},
 		"POST /api/v1/apikeys":              {"POST", "/api/v1/apikeys", `{"name":"ci","role":"viewer"}`},
 		"DELETE /api/v1/apikeys/{id}":       {"DELETE", "/api/v1/apikeys/1", ""},
+		"GET /api/v1/alerts":                {"GET", "/api/v1/alerts?state=open&severity=major", ""},
+		"GET /api/v1/alerts/{id}":           {"GET", "/api/v1/alerts/1", ""},
+		"POST /api/v1/alerts/{id}/ack":      {"POST", "/api/v1/alerts/1/ack", `{"note":"on it"}`},
+		"POST /api/v1/alerts/{id}/resolve":  {"POST", "/api/v1/alerts/1/resolve", `{"note":"bearing replaced"}`},
 	}
 	// want[role] for each class of route; the success code per route.
 	success := map[string]int{"POST /api/v1/edges/{id}/status": 204, "POST /api/v1/edges": 201,
@@ -215,6 +219,10 @@ func TestRoutesByRole(t *testing.T) {
 		"GET /api/v1/apikeys":               admins,
 		"POST /api/v1/apikeys":              admins,
 		"DELETE /api/v1/apikeys/{id}":       admins,
+		"GET /api/v1/alerts":                readers,
+		"GET /api/v1/alerts/{id}":           readers,
+		"POST /api/v1/alerts/{id}/ack":      operators,
+		"POST /api/v1/alerts/{id}/resolve":  operators,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("role table (-want +got):\n%s", diff)

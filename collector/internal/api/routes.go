@@ -11,7 +11,7 @@ var (
 	public   []Role
 	edgeOnly = []Role{RoleEdge}
 	readers  = []Role{RoleViewer, RoleOperator, RoleAdmin}
-	// operators is for the alert actions (ack, resolve) to come.
+	// operators may act on alerts (ack, resolve).
 	operators = []Role{RoleOperator, RoleAdmin}
 	admins    = []Role{RoleAdmin}
 )
@@ -49,6 +49,10 @@ func (h *Handler) routeTable() []route {
 		{"GET /api/v1/edges/{id}", readers, h.getEdge, []int{200, 400, 404, 500}},
 		{"GET /api/v1/rejected", readers, h.listRejected, []int{200, 400, 500}},
 		{"GET /api/v1/gaps", readers, h.listGaps, []int{200, 400, 500}},
+		{"GET /api/v1/alerts", readers, h.listAlerts, []int{200, 400, 500}},
+		{"GET /api/v1/alerts/{id}", readers, h.getAlert, []int{200, 400, 404, 500}},
+		{"POST /api/v1/alerts/{id}/ack", operators, h.ackAlert, []int{200, 400, 404, 409, 413, 500}},
+		{"POST /api/v1/alerts/{id}/resolve", operators, h.resolveAlert, []int{200, 400, 404, 409, 413, 500}},
 		{"POST /api/v1/edges", admins, h.registerEdge, []int{201, 400, 409, 413, 500}},
 		{"DELETE /api/v1/edges/{id}", admins, h.revokeEdge, []int{204, 400, 404, 500}},
 		{"GET /api/v1/apikeys", admins, h.listAPIKeys, []int{200, 400, 500}},

@@ -41,6 +41,8 @@ type Config struct {
 	Limits          Limits        `yaml:"limits"`
 	RateLimits      RateLimits    `yaml:"rate_limits"`
 	Ingest          Ingest        `yaml:"ingest"`
+	Alerts          Alerts        `yaml:"alerts"`
+	Notify          Notify        `yaml:"notify"`
 }
 
 // Log configures the process logger.
@@ -184,6 +186,8 @@ func Default() Config {
 			RetryAfter:      5 * time.Second,
 			SensorCacheTTL:  30 * time.Second,
 		},
+		Alerts: defaultAlerts(),
+		Notify: defaultNotify(),
 	}
 }
 
@@ -319,6 +323,7 @@ func (c *Config) Validate() error {
 	if in.RetryAfter < time.Second {
 		bad("ingest.retry_after", "must be at least 1s, got %s", in.RetryAfter)
 	}
+	errs = append(errs, c.alertProblems()...)
 	slices.SortStableFunc(errs, func(a, b error) int {
 		return strings.Compare(a.(*FieldError).Path, b.(*FieldError).Path)
 	})
@@ -435,6 +440,13 @@ func lineOf(doc *yaml.Node, path string) int {
 	n := doc.Content[0]
 	line := 0
 	for _, key := range strings.Split(path, ".") {
+		// "channels[2]": the key, then the item of its sequence.
+		idx := -1
+		if k, rest, ok := strings.Cut(key, "["); ok {
+			if i, err := strconv.Atoi(strings.TrimSuffix(rest, "]")); err == nil {
+				key, idx = k, i
+			}
+		}
 		if n.Kind != yaml.MappingNode {
 			return 0
 		}
@@ -451,6 +463,13 @@ func lineOf(doc *yaml.Node, path string) int {
 			// The key is absent (a required setting left out): point at
 			// its nearest parent that is there.
 			return line
+		}
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return line
+			}
+			n = n.Content[idx]
+			line = n.Line
 		}
 	}
 	return line

@@ -29,6 +29,22 @@ func TestLoadGood(t *testing.T) {
 		RateLimits: RateLimits{Edge: Rate{10, 20}, APIKey: Rate{5, 10}},
 		Ingest: Ingest{FutureTolerance: 2 * time.Minute, AutoRegister: "off", MaxInFlight: 8, MaxQueue: 32,
 			QueueTimeout: time.Second, WriteTimeout: 20 * time.Second, RetryAfter: 10 * time.Second, SensorCacheTTL: time.Minute},
+		Alerts: Alerts{AutoResolveAfter: 5 * time.Minute, EscalateAfter: 15 * time.Minute, MaxEscalations: 2,
+			SweepInterval: 10 * time.Second, PublicBaseURL: "https://collector.example.com"},
+		Notify: Notify{Workers: true, PollInterval: 2 * time.Second, GroupWindow: 30 * time.Second, MaxGroup: 10,
+			MaxAttempts: 12, BackoffMin: 2 * time.Second, BackoffMax: 5 * time.Minute, SendTimeout: 10 * time.Second,
+			Channels: []Channel{
+				{Name: "ops-hook", Type: "webhook", URL: "https://hooks.example.com/sm", Secret: Secret{Env: "SM_WEBHOOK_SECRET"}, RatePerMinute: 60, Burst: 10},
+				{Name: "slack", Type: "slack", Secret: Secret{File: "/etc/sm-collector/slack-url"}},
+				{Name: "mail", Type: "email", SMTPHost: "smtp.example.com", SMTPPort: 587, Username: "alerts@example.com",
+					Secret: Secret{File: "/etc/sm-collector/smtp-password"}, From: "alerts@example.com", To: []string{"oncall@example.com"}, TLS: "starttls"},
+				{Name: "am", Type: "alertmanager", URL: "http://alertmanager:9093"},
+				{Name: "andon", Type: "mqtt", Broker: "tcp://broker:1883", Topic: "andon/{site}/{asset}", QoS: 1, Retain: true},
+			},
+			Routes: []Route{
+				{MinSeverity: "major", Channels: []string{"ops-hook", "slack", "mail", "am"}},
+				{Sites: []string{"plant1"}, Transitions: []string{"opened", "resolved", "auto_resolved"}, Channels: []string{"andon"}},
+			}},
 	}
 	minimal := Default()
 	minimal.Limits.PageMax = 2000
@@ -91,6 +107,30 @@ func TestLoadBad(t *testing.T) {
 			`testdata/problems.bad.yml:8: tls.client_ca_file: required when tls.client_auth is require`,
 			`testdata/problems.bad.yml:8: tls.key_file: required when tls.cert_file is set`,
 		}},
+		{"alert and notify problems", "notify.bad.yml", map[string]string{"DATABASE_URL": testDB}, []string{
+			"testdata/notify.bad.yml:4: alerts.public_base_url: must be an http(s) URL such as https://collector.example.com",
+			"testdata/notify.bad.yml:3: alerts.sweep_interval: must be at least 1s, got 10ms",
+			"testdata/notify.bad.yml:8: notify.backoff_max: must be at least notify.backoff_min",
+			"testdata/notify.bad.yml:10: notify.channels[0].secret: required: the HMAC key (env or file)",
+			"testdata/notify.bad.yml:10: notify.channels[0].url: must be an http(s) URL",
+			`testdata/notify.bad.yml:11: notify.channels[1].name: "hook" is used twice`,
+			"testdata/notify.bad.yml:11: notify.channels[1].secret: required: the incoming-webhook URL (env or file); it is a secret",
+			"testdata/notify.bad.yml:11: notify.channels[1].url: put the Slack URL in secret (env or file): it is a credential",
+			"testdata/notify.bad.yml:12: notify.channels[2].from: required",
+			"testdata/notify.bad.yml:12: notify.channels[2].secret: required with username: the SMTP password (env or file)",
+			"testdata/notify.bad.yml:12: notify.channels[2].smtp_host: required",
+			"testdata/notify.bad.yml:12: notify.channels[2].tls: must be starttls, tls or none",
+			"testdata/notify.bad.yml:12: notify.channels[2].to: at least one recipient",
+			"testdata/notify.bad.yml:13: notify.channels[3].broker: must be a broker URL such as tcp://host:1883",
+			"testdata/notify.bad.yml:13: notify.channels[3].qos: must be 0, 1 or 2",
+			"testdata/notify.bad.yml:13: notify.channels[3].secret: set env or file, not both",
+			`testdata/notify.bad.yml:14: notify.channels[4].type: must be one of webhook, slack, email, alertmanager, mqtt, got "sms"`,
+			"testdata/notify.bad.yml:6: notify.max_group: must be at least 1",
+			`testdata/notify.bad.yml:16: notify.routes[0].channels: no channel named "nowhere"`,
+			"testdata/notify.bad.yml:16: notify.routes[0].min_severity: must be one of warning, minor, major, critical",
+			`testdata/notify.bad.yml:16: notify.routes[0].transitions: "closed" is not one of opened, severity_raised, acknowledged, resolved, auto_resolved, escalated`,
+			"testdata/notify.bad.yml:17: notify.routes[1].channels: at least one channel",
+		}},
 		{"unknown keys and bad types", "unknown.bad.yml", nil, []string{
 			`testdata/unknown.bad.yml:3: field databse not found in type config.Config`,
 			`testdata/unknown.bad.yml:6: cannot unmarshal !!str ` + "`lots`" + ` into int`,
@@ -114,7 +154,7 @@ func TestLoadBad(t *testing.T) {
 			if diff := cmp.Diff(tt.want, strings.Split(err.Error(), "\n")); diff != "" {
 				t.Errorf("error (-want +got):\n%s", diff)
 			}
-			if strings.Contains(err.Error(), "hunter2") {
+			if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "SECRET") {
 				t.Error("password in error")
 			}
 		})
@@ -137,7 +177,7 @@ func TestParseShapes(t *testing.T) {
 // FuzzLoad: any file either loads into a valid config or fails with an
 // error naming the file; it never panics.
 func FuzzLoad(f *testing.F) {
-	for _, name := range []string{"full.good.yml", "minimal.good.yml", "problems.bad.yml", "unknown.bad.yml"} {
+	for _, name := range []string{"full.good.yml", "minimal.good.yml", "problems.bad.yml", "unknown.bad.yml", "notify.bad.yml"} {
 		data, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)

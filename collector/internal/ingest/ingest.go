@@ -117,6 +117,9 @@ type Config struct {
 	WriteTimeout   time.Duration
 	RetryAfter     time.Duration
 	SensorCacheTTL time.Duration
+	// Events, when set, processes each batch's newly stored events inside
+	// the batch's transaction (the alert lifecycle, alert.Processor).
+	Events store.EventsHook
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

@@ -59,6 +59,7 @@ func (s *Service) validate(ctx context.Context, edgeID string, b *wire.Batch) (*
 		Nums:      make([]int32, len(b.Readings)),
 		NumEvents: len(b.Events),
 		NumGaps:   len(b.Gaps),
+		OnEvents:  s.cfg.Events,
 	}
 	metas, invalid, err := s.sensorMetas(ctx, edgeID, b.Readings, now)
 	if err != nil {

@@ -38,6 +38,7 @@ type Server struct {
 	handler  *api.Handler
 	metrics  http.Handler
 	tls      *tls.Config
+	alerts   *alerting
 	closeOne sync.Once
 }
 
@@ -81,6 +82,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		s.log.Info("database migrated", "timescale", db.Timescale())
 	}
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Alerts and notifications (alerts.go); secrets come from the process
+	// environment or files.
+	if s.alerts, err = newAlerting(db.Pool(), cfg, os.Getenv, logger, s.reg); err != nil {
+		db.Close()
+		return nil, err
+	}
 	svc := ingest.New(db, ingest.Config{
 		FutureTolerance: cfg.Ingest.FutureTolerance,
 		Retention:       cfg.Database.Retention,
@@ -91,11 +98,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Server, 
 		WriteTimeout:    cfg.Ingest.WriteTimeout,
 		RetryAfter:      cfg.Ingest.RetryAfter,
 		SensorCacheTTL:  cfg.Ingest.SensorCacheTTL,
+		Events:          s.alerts.proc.ProcessEvents,
 	}, logger, s.reg)
 	s.metrics = promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg})
 	sa := storeAPI{db: db}
 	opts := api.Options{
 		Auth: sa, Ingest: ingestAPI{svc: svc}, Ready: sa, Sensors: sa, Readings: sa, Edges: sa, Losses: sa, Creds: sa,
+		Alerts:     alertsAPI{p: s.alerts.proc},
 		Decode:     wire.DecodeBatch,
 		Logger:     logger,
 		Registerer: s.reg,
@@ -145,7 +154,7 @@ func (s *Server) Metrics() http.Handler { return s.metrics }
 func (s *Server) DB() *store.DB { return s.db }
 
 // Close releases the database pool. Safe to call more than once.
-func (s *Server) Close() { s.closeOne.Do(s.db.Close) }
+func (s *Server) Close() { s.closeOne.Do(func() { s.alerts.close(); s.db.Close() }) }
 
 // tlsConfig loads the certificate and, for mTLS, the client CAs.
 func tlsConfig(c config.TLS) (*tls.Config, error) {
@@ -235,6 +244,7 @@ func (s *Server) Serve(ctx context.Context, ln, mln net.Listener) error {
 	maintCtx, stopMaint := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { s.maintain(maintCtx) })
+	wg.Go(func() { s.alerts.run(maintCtx) })
 
 	var runErr error
 	select {

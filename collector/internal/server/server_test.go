@@ -201,6 +201,10 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 		{"GET", "/api/v1/apikeys", nil, 200, []string{"admin"}},
 		{"POST", "/api/v1/apikeys", func() []byte { return []byte(`{"name":"ci","role":"viewer"}`) }, 201, []string{"admin"}},
 		{"DELETE", "/api/v1/apikeys/{new}", nil, 204, []string{"admin"}},
+		{"GET", "/api/v1/alerts?state=open&severity=critical", nil, 200, []string{"viewer", "operator", "admin"}},
+		{"GET", "/api/v1/alerts/{alert}", nil, 200, []string{"viewer", "operator", "admin"}},
+		{"POST", "/api/v1/alerts/{alert}/ack", func() []byte { return []byte(`{"note":"looking"}`) }, 200, []string{"operator", "admin"}},
+		{"POST", "/api/v1/alerts/{alert}/resolve", func() []byte { return []byte(`{"note":"fixed"}`) }, 200, []string{"operator", "admin"}},
 	}
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -234,6 +238,10 @@ func TestRoutesByRoleOnStore(t *testing.T) {
 			if strings.HasSuffix(path, "{new}") {
 				// Something that exists and is not revoked yet.
 				path = strings.TrimSuffix(path, "{new}") + e.fresh(t, strings.Contains(path, "apikeys"))
+			}
+			if strings.Contains(path, "{alert}") {
+				// An open alert, so that acting on it can succeed.
+				path = strings.Replace(path, "{alert}", fmt.Sprint(e.freshAlert(t)), 1)
 			}
 			resp, b := e.do(t, rt.method, path, who, body)
 			oa.checkResponse(t, rt.method+" "+docPath(rt.path), resp.StatusCode, resp.Header.Get("Content-Type"), b)

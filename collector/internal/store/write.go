@@ -63,7 +63,17 @@ type BatchWrite struct {
 	// for the response (same order).
 	Rejected   []DeadLetter
 	Rejections []wire.Rejection
+	// OnEvents, when set, is called inside the batch's transaction with
+	// the events stored now (not those already stored by an earlier
+	// delivery), after readings, gaps and events are written and before
+	// the commit. An error fails the whole batch.
+	OnEvents EventsHook
 }
+
+// EventsHook processes newly stored events inside the batch transaction
+// tx (a connection in a transaction: it must neither commit nor roll
+// back, but may use savepoints). The alert lifecycle is one.
+type EventsHook func(ctx context.Context, tx *pgx.Conn, edgeID string, events []wire.Event) error
 
 // BatchResult is the outcome of WriteBatch. Counts are over all items
 // (readings, events and gaps): Accepted were stored now; Duplicate were
@@ -150,9 +160,14 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 	if err := writeDeadLetters(ctx, tx, w); err != nil {
 		return BatchResult{}, err
 	}
-	acc, dup, err := writeGapsEvents(ctx, tx, w)
+	acc, dup, fresh, err := writeGapsEvents(ctx, tx, w)
 	if err != nil {
 		return BatchResult{}, err
+	}
+	if w.OnEvents != nil && len(fresh) > 0 {
+		if err := w.OnEvents(ctx, tx, w.EdgeID, fresh); err != nil {
+			return BatchResult{}, fmt.Errorf("cannot process events of batch %q: %w", w.BatchID, err)
+		}
 	}
 	res.Accepted = res.ReadingsAccepted + acc
 	res.Duplicate = res.ReadingsDuplicate + dup
@@ -456,9 +471,11 @@ func writeDeadLetters(ctx context.Context, tx *pgx.Conn, w *BatchWrite) error {
 
 func unixNano(ns int64) time.Time { return time.Unix(0, ns).UTC() }
 
-func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted, duplicate int, err error) {
+// writeGapsEvents stores gaps and events and returns the counts and the
+// events stored now (fresh), in batch order.
+func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted, duplicate int, fresh []wire.Event, err error) {
 	if len(w.Gaps) == 0 && len(w.Events) == 0 {
-		return 0, 0, nil
+		return 0, 0, nil, nil
 	}
 	var b pgx.Batch
 	for i := range w.Gaps {
@@ -477,22 +494,25 @@ func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted
 			unixNano(e.Time), unixNano(e.WindowStart), unixNano(e.WindowEnd), e.Value, e.Score, e.Threshold, e.Model, int64(e.Seq))
 	}
 	br := tx.SendBatch(ctx, &b)
-	for range b.Len() {
+	for i := range b.Len() {
 		tag, err := br.Exec()
 		if err != nil {
 			br.Close()
-			return 0, 0, fmt.Errorf("cannot store gaps and events of batch %q: %w", w.BatchID, err)
+			return 0, 0, nil, fmt.Errorf("cannot store gaps and events of batch %q: %w", w.BatchID, err)
 		}
 		if tag.RowsAffected() == 1 {
 			accepted++
+			if i >= len(w.Gaps) {
+				fresh = append(fresh, w.Events[i-len(w.Gaps)])
+			}
 		} else {
 			duplicate++
 		}
 	}
 	if err := br.Close(); err != nil {
-		return 0, 0, fmt.Errorf("cannot store gaps and events of batch %q: %w", w.BatchID, err)
+		return 0, 0, nil, fmt.Errorf("cannot store gaps and events of batch %q: %w", w.BatchID, err)
 	}
-	return accepted, duplicate, nil
+	return accepted, duplicate, fresh, nil
 }
 
 // queueLastValues queues the update of each sensor's last value and time
