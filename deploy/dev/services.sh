@@ -3,7 +3,7 @@
 # when this is a Debian/Ubuntu machine where we may (root or passwordless sudo).
 # Idempotent: a service that already answers is left alone.
 #
-#   deploy/dev/services.sh [postgres] [mosquitto] [s3]     (default: all three)
+#   deploy/dev/services.sh [postgres] [mosquitto] [s3] [alertmanager]   (default: all)
 #
 # Environment (defaults in brackets):
 #   SM_S3_PORT [7070]  SM_S3_DIR [${TMPDIR:-/tmp}/smartmaint-s3]
@@ -89,13 +89,21 @@ start_s3() {
 	wait_port "$port" versitygw
 }
 
+# Alertmanager is only installed: the notification tests start their own.
+install_alertmanager() {
+	if command -v prometheus-alertmanager >/dev/null || command -v alertmanager >/dev/null; then return 0; fi
+	apt_install prometheus-alertmanager ||
+		die "Prometheus Alertmanager is needed by the notification tests: sudo apt-get install -y prometheus-alertmanager"
+}
+
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(postgres mosquitto s3)
+[ ${#what[@]} -gt 0 ] || what=(postgres mosquitto s3 alertmanager)
 for s in "${what[@]}"; do
 	case "$s" in
 	postgres) start_postgres ;;
 	mosquitto) start_mosquitto ;;
 	s3) start_s3 ;;
+	alertmanager) install_alertmanager ;;
 	*) die "unknown service $s (want postgres, mosquitto or s3)" ;;
 	esac
 done
