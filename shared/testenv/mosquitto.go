@@ -53,6 +53,12 @@ persistence true
 persistence_location %s/
 log_dest file %s
 `, port, dir, filepath.Join(dir, "mosquitto.log"))
+	if os.Geteuid() == 0 {
+		// As root, mosquitto drops to the "mosquitto" user, which cannot
+		// write its persistence file or log into the test's temp dir, so
+		// persistent sessions would silently vanish on restart.
+		base += "user root\n"
+	}
 	base += extra + "\n"
 	if err := os.WriteFile(conf, []byte(base), 0o600); err != nil {
 		t.Fatalf("write mosquitto config: %v", err)

@@ -83,11 +83,17 @@ collector: {url: "http://127.0.0.1:8080"}
 	}
 }
 
-func TestRunRefusesWithoutDurableQueue(t *testing.T) {
+// TestRunNamesMissingToken: without the collector token, run stops before
+// touching the broker and says which file it could not read.
+func TestRunNamesMissingToken(t *testing.T) {
 	_, ex, _ := runCLI(t, "config", "example")
+	dir := t.TempDir()
+	ex = strings.Replace(ex, "data_dir: /var/lib/sm-edge", "data_dir: "+dir, 1)
+	ex = strings.Replace(ex, "token_file: /etc/sm-edge/collector.token", "token_file: "+dir+"/missing.token", 1)
 	file := writeFile(t, "edge.yaml", ex)
+	t.Setenv("SM_EDGE_TOKEN", "")
 	code, _, errOut := runCLI(t, "run", "--config", file)
-	if code == 0 || !strings.Contains(errOut, "no durable queue") {
+	if code == 0 || !strings.Contains(errOut, "collector token") || !strings.Contains(errOut, dir+"/missing.token") {
 		t.Errorf("run: code %d, stderr %q", code, errOut)
 	}
 }
