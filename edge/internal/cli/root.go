@@ -67,6 +67,7 @@ and forwards it to sm-collector.`,
 	root.SetErr(stdio.Err)
 	root.AddCommand(
 		newVersionCmd(stdio),
+		newScoreCmd(stdio),
 	)
 	return root
 }

@@ -1,0 +1,212 @@
+package models
+
+import (
+	"math"
+	"sort"
+)
+
+// MADConfig configures a rolling median/MAD detector.
+type MADConfig struct {
+	// Window is the number of recent readings the median and MAD are taken
+	// over. 128 gives a robust estimate while following changes of level
+	// within about half a window.
+	Window int `json:"window"`
+	// Clip is how many robust standard deviations an anomalous reading is
+	// clipped to before it enters the window, so a lasting fault moves the
+	// window only gradually instead of being absorbed in Window/2 readings.
+	Clip      float64 `json:"clip"`
+	Threshold float64 `json:"threshold"`
+}
+
+// DefaultMADConfig returns the defaults used by the ensemble.
+func DefaultMADConfig() MADConfig {
+	return MADConfig{Window: 128, Clip: 3, Threshold: DefaultThreshold}
+}
+
+// MAD scores |x − median| / (1.4826·MAD) over a rolling window: a robust
+// z-score that outliers inside the window barely move. It costs O(Window)
+// per reading (sorted-window insert/delete and a merge walk for the MAD).
+type MAD struct {
+	cfg    MADConfig
+	ring   []float64
+	sorted []float64
+	head   int
+	n      int
+	tail   Tail
+	lastZ  float64
+	// longScale is a slow average of the window's scale while normal: a
+	// floor (a fifth of it) keeps a window that a stuck or dropped-out
+	// sensor filled with one value from making every later reading look
+	// infinitely anomalous.
+	longScale float64
+	// run counts consecutive alarms; after Window of them the change is
+	// accepted and readings enter the window unclipped, so the detector
+	// can never lock itself into alarming.
+	run int
+	// same counts exact repeats of the previous input; past maxRepeats
+	// they are scored but not learnt (a stuck sensor is the stuck
+	// detector's business and must not collapse the window's spread).
+	same int
+	prev float64
+}
+
+// maxRepeats is how many exact repeats in a row the window still learns.
+const maxRepeats = 8
+
+// NewMAD returns a MAD detector.
+func NewMAD(cfg MADConfig) *MAD {
+	if cfg.Window < 8 {
+		cfg.Window = 8
+	}
+	return &MAD{
+		cfg:    cfg,
+		ring:   make([]float64, cfg.Window),
+		sorted: make([]float64, 0, cfg.Window),
+		tail:   NewTail(20000, 0.1, 0, halfNormalPrior(50)),
+	}
+}
+
+// Threshold implements Detector.
+func (d *MAD) Threshold() float64 { return d.cfg.Threshold }
+
+// Z returns the signed robust z-score of the last reading.
+func (d *MAD) Z() float64 { return d.lastZ }
+
+// medianScale returns the window's median and robust scale.
+func (d *MAD) medianScale() (med, scale float64) {
+	s := d.sorted
+	n := len(s)
+	m := n / 2
+	if n%2 == 1 {
+		med = s[m]
+	} else {
+		med = (s[m-1] + s[m]) / 2
+	}
+	// The absolute deviations form two sorted runs walking out from the
+	// median; the MAD is the k-th smallest of their merge.
+	l, r := m-1, m
+	k := (n + 1) / 2
+	var dev float64
+	for i := 0; i < k; i++ {
+		var dl, dr = math.Inf(1), math.Inf(1)
+		if l >= 0 {
+			dl = med - s[l]
+		}
+		if r < n {
+			dr = s[r] - med
+		}
+		if dl <= dr {
+			dev = dl
+			l--
+		} else {
+			dev = dr
+			r++
+		}
+	}
+	scale = 1.4826 * dev
+	if scale == 0 {
+		// Quantised window with more than half the values equal: fall back
+		// to the mean absolute deviation (×1.2533, its ratio to σ for a
+		// normal distribution).
+		sum := 0.0
+		for _, x := range s {
+			sum += math.Abs(x - med)
+		}
+		scale = 1.2533 * sum / float64(n)
+	}
+	if f := scaleFloor(med); scale < f {
+		scale = f
+	}
+	return med, scale
+}
+
+func (d *MAD) insert(v float64) {
+	if d.n == len(d.ring) {
+		old := d.ring[d.head]
+		i := sort.SearchFloat64s(d.sorted, old)
+		copy(d.sorted[i:], d.sorted[i+1:])
+		d.sorted = d.sorted[:len(d.sorted)-1]
+	} else {
+		d.n++
+	}
+	d.ring[d.head] = v
+	d.head = (d.head + 1) % len(d.ring)
+	i := sort.SearchFloat64s(d.sorted, v)
+	d.sorted = d.sorted[:len(d.sorted)+1]
+	copy(d.sorted[i+1:], d.sorted[i:])
+	d.sorted[i] = v
+}
+
+// Update implements Detector.
+func (d *MAD) Update(_ int64, v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	if v == d.prev {
+		d.same++
+	} else {
+		d.same, d.prev = 0, v
+	}
+	if d.n < 8 {
+		d.insert(v)
+		return 0
+	}
+	med, scale := d.medianScale()
+	if f := 0.3 * d.longScale; scale < f {
+		scale = f
+	}
+	z := (v - med) / scale
+	d.lastZ = z
+	az := math.Abs(z)
+	s := d.tail.Score(az)
+	if s >= d.cfg.Threshold {
+		d.run++
+		if d.run < len(d.ring) {
+			c := d.cfg.Clip * scale
+			v = math.Max(med-c, math.Min(med+c, v))
+		}
+		d.tail.ObserveWeighted(az, alarmWeight)
+	} else if d.same > maxRepeats {
+		d.run = 0
+		return s
+	} else {
+		d.run = 0
+		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
+		if d.longScale == 0 {
+			d.longScale = scale
+		} else {
+			d.longScale += 0.002 * (scale - d.longScale)
+		}
+	}
+	d.insert(v)
+	return s
+}
+
+// Diff feeds the first difference of a stream to another detector: spikes
+// and sudden jumps of a smooth, autocorrelated signal stand out in its
+// differences long before they stand out in its level.
+type Diff struct {
+	inner Detector
+	prev  float64
+	have  bool
+}
+
+// NewDiff wraps inner.
+func NewDiff(inner Detector) *Diff { return &Diff{inner: inner} }
+
+// Threshold implements Detector.
+func (d *Diff) Threshold() float64 { return d.inner.Threshold() }
+
+// Update implements Detector.
+func (d *Diff) Update(t int64, v float64) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	if !d.have {
+		d.prev, d.have = v, true
+		return 0
+	}
+	s := d.inner.Update(t, v-d.prev)
+	d.prev = v
+	return s
+}
