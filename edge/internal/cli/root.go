@@ -68,6 +68,8 @@ and forwards it to sm-collector.`,
 	root.AddCommand(
 		newVersionCmd(stdio),
 		newScoreCmd(stdio),
+		newBrokerCmd(stdio),
+		newSimulateCmd(stdio),
 	)
 	return root
 }
