@@ -30,7 +30,13 @@
 // retained messages are stored in a bbolt file (mochi's bolt hook), so a
 // persistent subscriber's queue survives a broker restart. The file is
 // written without fsync (bbolt NoSync): it survives a crash of the
-// process, not of the machine, like Mosquitto's periodic autosave.
+// process, not of the machine, like Mosquitto's periodic autosave. mochi
+// writes every queued message to it one transaction at a time, which costs
+// throughput: measured here (BenchmarkQoS1Throughput, 200-byte QoS 1, one
+// publisher, one subscriber) about 29k msg/s in memory, 7.5k msg/s with a
+// data dir, against 41k msg/s for Mosquitto 2.0 with the no-drop config in
+// the same run. Put Mosquitto in front of a busy site; the embedded broker
+// is for demos, tests and small sites.
 //
 // Every drop mochi still makes (QoS 0 to a slow subscriber, or a limit we
 // could not prevent) is counted (Stats) and logged at Error.
@@ -146,7 +152,7 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 			return nil, fmt.Errorf("broker: create data dir %q: %w", cfg.DataDir, err)
 		}
 		path := filepath.Join(cfg.DataDir, "broker.db")
-		err := srv.AddHook(new(bolt.Hook), &bolt.Options{
+		err := srv.AddHook(new(sessionStore), &bolt.Options{
 			Path:    path,
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
 		})
