@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -269,5 +271,108 @@ func TestRandomFirstFaultComesEarly(t *testing.T) {
 	}
 	if off := truth[0].Start.Sub(testStart); off > 90*time.Second {
 		t.Errorf("first fault at +%s, want within 90 s", off)
+	}
+}
+
+// Cancelling the context (SIGINT/SIGTERM) stops the run between samples;
+// everything published by then is acknowledged and received.
+func TestRunStopsCleanlyOnCancel(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMosquitto(t, "")
+	prefix := "smtest/" + testenv.RandomID(6)
+	rec := record(t, m.URL, prefix+"/#")
+	sim, err := New(Config{Broker: m.URL, Topic: prefix + "/{site}/{line}/{asset}/{sensor}", Assets: 3, Rate: 50, QoS: 1, Seed: 1, Faults: FaultsNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	sum, err := sim.Run(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Samples == 0 || sum.Published != sum.Samples*21 || sum.Acked != sum.Published || sum.Unacked != 0 {
+		t.Fatalf("summary after cancel: samples %d, published %d, acked %d, unacked %d", sum.Samples, sum.Published, sum.Acked, sum.Unacked)
+	}
+	rec.wait(int(sum.Acked), 10*time.Second)
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if int64(rec.n) != sum.Acked {
+		t.Errorf("received %d, acknowledged %d", rec.n, sum.Acked)
+	}
+}
+
+// The broker restarts in the middle of a run: the simulator reconnects and
+// resends, and every acknowledged reading reaches a persistent subscriber
+// (duplicates from QoS 1 redelivery are allowed, losses are not).
+func TestRunSurvivesBrokerRestart(t *testing.T) {
+	t.Parallel()
+	// Run as root, mosquitto drops to the mosquitto user by default and
+	// then cannot write its persistence file into the test's directory,
+	// so sessions would not survive the restart.
+	m := testenv.StartMosquitto(t, "user root")
+	prefix := "smtest/" + testenv.RandomID(6)
+	r := &recorder{msgs: map[string][]string{}}
+	o := paho.NewClientOptions().AddBroker(m.URL).SetClientID("rec-" + testenv.RandomID(6)).SetCleanSession(false).
+		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(paho.Client) { t.Logf("%s subscriber connected", time.Now().Format("15:04:05.000")) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { t.Logf("%s subscriber lost: %v", time.Now().Format("15:04:05.000"), err) }).
+		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) {
+			r.mu.Lock()
+			r.msgs[msg.Topic()] = append(r.msgs[msg.Topic()], string(msg.Payload()))
+			r.n++
+			r.mu.Unlock()
+		})
+	c := paho.NewClient(o)
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect subscriber: %v", tok.Error())
+	}
+	defer c.Disconnect(100)
+	if tok := c.Subscribe(prefix+"/#", 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	sim, err := New(Config{Broker: m.URL, Topic: prefix + "/{site}/{line}/{asset}/{sensor}", Assets: 2, Rate: 50, QoS: 1,
+		Duration: 3 * time.Second, Seed: 2, Faults: FaultsNone, Start: testStart})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(time.Second)
+		t.Logf("%s stop", time.Now().Format("15:04:05.000"))
+		m.Stop()
+		time.Sleep(500 * time.Millisecond)
+		m.Start()
+		t.Logf("%s started", time.Now().Format("15:04:05.000"))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sum, err := sim.Run(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(150 * 14); sum.Published != want || sum.Acked != want {
+		t.Fatalf("published %d, acked %d (failed %d, unacked %d), want %d", sum.Published, sum.Acked, sum.Failed, sum.Unacked, want)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	distinct := 0
+	for time.Now().Before(deadline) {
+		r.mu.Lock()
+		seen := map[string]bool{}
+		for topic, ps := range r.msgs {
+			for _, p := range ps {
+				seen[topic+" "+p] = true
+			}
+		}
+		distinct = len(seen)
+		r.mu.Unlock()
+		if int64(distinct) >= sum.Acked {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if int64(distinct) != sum.Acked {
+		t.Errorf("subscriber has %d distinct readings, %d were acknowledged", distinct, sum.Acked)
+		log, _ := os.ReadFile(filepath.Join(m.Dir, "mosquitto.log"))
+		t.Logf("mosquitto log:\n%s", log)
 	}
 }
