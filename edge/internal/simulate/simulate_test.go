@@ -316,7 +316,9 @@ func TestRunSurvivesBrokerRestart(t *testing.T) {
 	o := paho.NewClientOptions().AddBroker(m.URL).SetClientID("rec-" + testenv.RandomID(6)).SetCleanSession(false).
 		SetAutoReconnect(true).SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOnConnectHandler(func(paho.Client) { t.Logf("%s subscriber connected", time.Now().Format("15:04:05.000")) }).
-		SetConnectionLostHandler(func(_ paho.Client, err error) { t.Logf("%s subscriber lost: %v", time.Now().Format("15:04:05.000"), err) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			t.Logf("%s subscriber lost: %v", time.Now().Format("15:04:05.000"), err)
+		}).
 		SetDefaultPublishHandler(func(_ paho.Client, msg paho.Message) {
 			r.mu.Lock()
 			r.msgs[msg.Topic()] = append(r.msgs[msg.Topic()], string(msg.Payload()))
