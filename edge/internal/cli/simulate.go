@@ -38,6 +38,7 @@ alert quickly) or from a schedule, each --fault given as
   ASSET[/SENSOR]:KIND@START[+DURATION][*MAGNITUDE]
 with KIND spike, step, drift, stuck, noise_burst, bearing_wear or dropout and
 MAGNITUDE in standard deviations of the sensor's normal variation.
+Without --duration, random faults are planned for the first 24 hours.
 --truth writes what was injected (JSON lines, or CSV for a .csv name).
 
 Progress goes to stderr every few seconds; Ctrl-C stops cleanly. At the end a
@@ -49,7 +50,8 @@ goes to stdout.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags := cmd.Flags()
-			cfg := simulate.Config{Assets: fl.Assets, Rate: fl.Rate, QoS: byte(qos), Faults: simulate.FaultMode(faults)}
+			// Faults stays empty unless --faults or the config file sets it.
+			cfg := simulate.Config{Assets: fl.Assets, Rate: fl.Rate, QoS: byte(qos)}
 			if cfgFile != "" {
 				if err := simulate.LoadFile(cfgFile, &cfg); err != nil {
 					return &ExitError{Code: 1, Err: err}
@@ -85,8 +87,11 @@ goes to stdout.`,
 				cfg.Schedule = append(cfg.Schedule, f)
 			}
 			// A schedule alone means "only these faults".
-			if len(cfg.Schedule) > 0 && !flags.Changed("faults") && cfg.Faults == simulate.FaultsRandom && cfgFile == "" {
-				cfg.Faults = simulate.FaultsSchedule
+			if cfg.Faults == "" {
+				cfg.Faults = simulate.FaultsRandom
+				if len(cfg.Schedule) > 0 {
+					cfg.Faults = simulate.FaultsSchedule
+				}
 			}
 			if start != "" {
 				t, err := time.Parse(time.RFC3339Nano, start)
@@ -169,7 +174,7 @@ goes to stdout.`,
 	f.IntVar(&qos, "qos", 1, "MQTT QoS 0, 1 or 2")
 	f.DurationVar(&fl.Duration, "duration", 0, "stop after this much simulated time (0: until Ctrl-C)")
 	f.Uint64Var(&fl.Seed, "seed", 1, "random seed for signals and random faults")
-	f.StringVar(&faults, "faults", string(simulate.FaultsRandom), "fault source: random (plus any --fault), schedule or none")
+	f.StringVar(&faults, "faults", "", "fault source: random (plus any --fault), schedule or none (default: schedule when faults are given, else random)")
 	f.StringArrayVar(&schedule, "fault", nil, "scheduled fault ASSET[/SENSOR]:KIND@START[+DURATION][*MAGNITUDE] (repeatable)")
 	f.DurationVar(&fl.FaultEvery, "fault-every", 15*time.Minute, "random faults: mean time between faults of one asset")
 	f.StringVar(&truthFile, "truth", "", "write the ground truth of injected faults here (JSON lines; CSV for *.csv)")
