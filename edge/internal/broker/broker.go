@@ -24,7 +24,10 @@
 //     publisher slows to the subscriber's pace instead of losing data.
 //     While a persistent subscriber is disconnected the publisher stalls
 //     once HighWater messages are queued for it (default 60,000); QoS 0
-//     publishes are never held.
+//     publishes are never held. A publisher held longer than 1.5 times its
+//     keep-alive is disconnected (by mochi's deadline or its own ping
+//     timeout) before its message is routed; it has no PUBACK, so an MQTT
+//     client resends it after reconnecting, and nothing is lost.
 //
 // With Config.DataDir set, sessions, subscriptions, inflight messages and
 // retained messages are stored in a bbolt file (mochi's bolt hook), so a
@@ -240,7 +243,9 @@ func (h *guardHook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packe
 	counted := false
 	for !h.done.Load() && !cl.Closed() {
 		full := h.fullSubscriber(pk.TopicName)
-		if full == "" {
+		// A client that subscribes to what it publishes cannot be held:
+		// its acknowledgements arrive on the connection we would block.
+		if full == "" || full == cl.ID {
 			return pk, nil
 		}
 		if !counted {
