@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +18,24 @@ import (
 	"github.com/smartmaint/smartmaint/edge/internal/simulate"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // countSubscriber is a persistent QoS 1 subscriber counting messages.
 func countSubscriber(t *testing.T, url, filter string) *atomic.Int64 {
@@ -51,7 +70,8 @@ func TestSimulateThroughEmbeddedBroker(t *testing.T) {
 	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	ctx, cancel := context.WithCancel(context.Background())
-	var bOut, bErr bytes.Buffer
+	// mochi's connection goroutines may still log after Close returns.
+	var bOut, bErr syncBuffer
 	brokerDone := make(chan int, 1)
 	go func() {
 		brokerDone <- Main(ctx, []string{"broker", "--listen", addr, "--data-dir", t.TempDir(), "--log-level", "warn"}, strings.NewReader(""), &bOut, &bErr)
