@@ -41,10 +41,15 @@ MAGNITUDE in standard deviations of the sensor's normal variation.
 Without --duration, random faults are planned for the first 24 hours.
 --truth writes what was injected (JSON lines, or CSV for a .csv name).
 
+--config takes a simulator config (YAML: the flags' settings and a schedule)
+or an sm-edge site config, whose broker, first JSON topic pattern and field
+names are then used, so the simulator publishes what that config maps.
+
 Progress goes to stderr every few seconds; Ctrl-C stops cleanly. At the end a
 JSON summary (published and acknowledged counts, in total and per sensor)
 goes to stdout.`,
 		Example: `  sm-edge simulate --broker tcp://127.0.0.1:1883
+  sm-edge simulate --config /etc/sm-edge/edge.yaml --duration 10m
   sm-edge simulate --broker tcp://127.0.0.1:1883 --assets 50 --rate 10 --duration 10m --truth truth.jsonl
   sm-edge simulate --broker tcp://127.0.0.1:1883 --faults schedule --fault "pump3:bearing@2m+5m" --fault "pump1/flow:step@30s+1m"`,
 		Args: cobra.NoArgs,
@@ -163,7 +168,7 @@ goes to stdout.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfgFile, "config", "", "simulator config (YAML); flags override it")
+	f.StringVar(&cfgFile, "config", "", "simulator config, or an sm-edge site config to publish what it maps (YAML); flags override it")
 	f.StringVar(&fl.Broker, "broker", "tcp://127.0.0.1:1883", "MQTT broker URL")
 	f.StringVar(&fl.ClientID, "client-id", "", "MQTT client id (default: generated)")
 	f.StringVar(&fl.Site, "site", "riverside", "site name in topics and sensor ids")

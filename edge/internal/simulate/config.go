@@ -44,10 +44,18 @@ type File struct {
 
 // LoadFile reads a simulator config strictly (unknown keys are errors)
 // and applies it to cfg. Errors name the file and line.
+//
+// Given an sm-edge site config instead (a file with subscriptions or
+// edge_id), it takes the broker URL, the topic pattern and the JSON field
+// names of the first subscription it can publish to, so the simulator
+// publishes exactly what that config maps.
 func LoadFile(path string, cfg *Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read simulator config: %w", err)
+	}
+	if isEdgeConfig(data) {
+		return applyEdgeConfig(path, data, cfg)
 	}
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(data))

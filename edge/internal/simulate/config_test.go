@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,54 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("Validate() = %q, want it to contain %q", err, w)
 		}
+	}
+}
+
+// Given an sm-edge site config, the simulator publishes to its broker,
+// with its first usable topic pattern and JSON field names (sm-edge's
+// defaults for paths it leaves out).
+func TestLoadFileFromEdgeConfig(t *testing.T) {
+	t.Parallel()
+	var cfg Config
+	if err := LoadFile("testdata/edge-site.yaml", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Broker: "tcp://127.0.0.1:1884", Topic: "gw/{site}/{line}/{asset}/{sensor}/data", Fields: Fields{Value: "val", Timestamp: "time", Quality: "quality"}}
+	if diff := cmp.Diff(want, cfg); diff != "" {
+		t.Errorf("LoadFile (-want +got):\n%s", diff)
+	}
+	pf := newPayloadFormat(cfg.Fields)
+	got := string(pf.append(nil, 1.5, testStart, true))
+	if wantP := `{"val":1.5,"time":1795687140000,"quality":"good"}`; got != wantP {
+		t.Errorf("payload %s, want %s", got, wantP)
+	}
+
+	err := LoadFile("testdata/edge-unusable.yaml", &cfg)
+	for _, w := range []string{
+		"testdata/edge-unusable.yaml: no subscription the simulator can publish to",
+		`subscriptions[0] "spBv1.0/{group}/+/{node}/{device#}": format sparkplug`,
+		`subscriptions[1] "plant/{area}/{asset}/{sensor}": cannot fill {area}`,
+		`subscriptions[2] "plant/{asset}/{sensor}": nested JSON path data.v`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("LoadFile(edge-unusable) = %v, want it to contain %q", err, w)
+		}
+	}
+}
+
+// The example site config that technicians copy maps exactly what the
+// simulator publishes by default.
+func TestExampleSiteConfigMatchesDefaults(t *testing.T) {
+	t.Parallel()
+	const example = "../../../firmware-configs/sites/example-site.yaml"
+	if _, err := os.Stat(example); err != nil {
+		t.Skipf("%s not in this tree yet: %v", example, err)
+	}
+	var cfg Config
+	if err := LoadFile(example, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Topic != DefaultTopic || cfg.Fields != DefaultFields() {
+		t.Errorf("example config: topic %q fields %+v; the simulator's defaults are %q %+v", cfg.Topic, cfg.Fields, DefaultTopic, DefaultFields())
 	}
 }

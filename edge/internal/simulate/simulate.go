@@ -43,8 +43,10 @@ type Config struct {
 	// Topic is the topic template with {site}, {line}, {asset} and
 	// {sensor}; default DefaultTopic.
 	Topic string
-	Site  string
-	Line  string
+	// Fields are the JSON keys of a reading; default DefaultFields.
+	Fields Fields
+	Site   string
+	Line   string
 	// Assets is the number of pumps (7 sensors each).
 	Assets int
 	// Rate is samples per second per sensor.
@@ -79,6 +81,9 @@ type Config struct {
 func (c *Config) defaults() {
 	if c.Topic == "" {
 		c.Topic = DefaultTopic
+	}
+	if c.Fields == (Fields{}) {
+		c.Fields = DefaultFields()
 	}
 	if c.Site == "" {
 		c.Site = "riverside"
@@ -132,6 +137,11 @@ func (c *Config) Validate() error {
 	for _, k := range []string{"{asset}", "{sensor}"} {
 		if !strings.Contains(c.Topic, k) {
 			errs = append(errs, fmt.Errorf("topic: %q lacks %s, so sensors would share a topic", c.Topic, k))
+		}
+	}
+	for _, k := range []string{c.Fields.Value, c.Fields.Timestamp, c.Fields.Quality} {
+		if k == "" || strings.Contains(k, ".") {
+			errs = append(errs, fmt.Errorf("fields: %q: want a top-level JSON key", k))
 		}
 	}
 	for _, s := range []string{c.Site, c.Line} {
@@ -205,6 +215,7 @@ type pending struct {
 // Simulator publishes a simulated plant.
 type Simulator struct {
 	cfg    Config
+	format payloadFormat
 	step   time.Duration
 	t0     time.Time
 	assets []assetState
@@ -235,7 +246,7 @@ func New(cfg Config) (*Simulator, error) {
 		t0 = time.Now()
 	}
 	t0 = t0.UTC().Truncate(time.Millisecond)
-	s := &Simulator{cfg: cfg, step: step, t0: t0}
+	s := &Simulator{cfg: cfg, format: newPayloadFormat(cfg.Fields), step: step, t0: t0}
 	if cfg.Duration > 0 {
 		s.ticks = int64(math.Floor(cfg.Duration.Seconds()*cfg.Rate + 1e-9))
 	}
@@ -314,18 +325,43 @@ func (s *Simulator) Step() time.Duration { return s.step }
 // timeUnitMS reports whether timestamps are whole milliseconds.
 func (s *Simulator) timeUnitMS() bool { return s.step%time.Millisecond == 0 }
 
-// AppendPayload appends the JSON reading the example site config decodes
-// (value path v, timestamp ts as epoch ms or µs, quality q).
-func AppendPayload(b []byte, v float64, ts time.Time, ms bool) []byte {
-	b = append(b, `{"v":`...)
+// Fields are the top-level JSON keys of a published reading.
+type Fields struct {
+	Value, Timestamp, Quality string
+}
+
+// DefaultFields are the keys the example site config maps.
+func DefaultFields() Fields { return Fields{Value: "v", Timestamp: "ts", Quality: "q"} }
+
+// payloadFormat holds a reading's JSON around its two numbers.
+type payloadFormat struct{ open, mid, close string }
+
+func newPayloadFormat(f Fields) payloadFormat {
+	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+	return payloadFormat{
+		open:  "{" + q(f.Value) + ":",
+		mid:   "," + q(f.Timestamp) + ":",
+		close: "," + q(f.Quality) + `:"good"}`,
+	}
+}
+
+func (p *payloadFormat) append(b []byte, v float64, ts time.Time, ms bool) []byte {
+	b = append(b, p.open...)
 	b = strconv.AppendFloat(b, math.Round(v*1e4)/1e4, 'f', -1, 64)
-	b = append(b, `,"ts":`...)
+	b = append(b, p.mid...)
 	if ms {
 		b = strconv.AppendInt(b, ts.UnixMilli(), 10)
 	} else {
 		b = strconv.AppendInt(b, ts.UnixMicro(), 10)
 	}
-	return append(b, `,"q":"good"}`...)
+	return append(b, p.close...)
+}
+
+// AppendPayload appends the JSON reading the example site config decodes
+// (value path v, timestamp ts as epoch ms or µs, quality q).
+func AppendPayload(b []byte, v float64, ts time.Time, ms bool) []byte {
+	p := payloadFormat{open: `{"v":`, mid: `,"ts":`, close: `,"q":"good"}`}
+	return p.append(b, v, ts, ms)
 }
 
 // Run connects, publishes until the duration is reached or ctx is done,
@@ -428,7 +464,7 @@ func (s *Simulator) publishLoop(ctx context.Context, client paho.Client, window 
 					s.dropout.Add(1)
 					continue
 				}
-				buf = AppendPayload(buf[:0], v, ts, ms)
+				buf = s.format.append(buf[:0], v, ts, ms)
 				// paho keeps the payload slice until the publish is done.
 				payload := append([]byte(nil), buf...)
 				tok := client.Publish(a.topics[c], s.cfg.QoS, false, payload)
