@@ -227,7 +227,11 @@ type Simulator struct {
 	failed    atomic.Int64
 	dropout   atomic.Int64
 	tick      atomic.Int64
-	pubCount  []int64 // per global sensor index; written by Run's goroutine
+	// countMu guards pubCount and abandoned: the publish loop may be
+	// abandoned inside a paho call when the broker is gone at shutdown.
+	countMu   sync.Mutex
+	abandoned bool
+	pubCount  []int64 // per global sensor index
 	ackCount  []int64 // written by the acker goroutine
 }
 
@@ -378,7 +382,11 @@ func (s *Simulator) Run(ctx context.Context, progress io.Writer) (Summary, error
 		SetMaxReconnectInterval(5 * time.Second).
 		SetOrderMatters(false).
 		SetKeepAlive(30 * time.Second).
-		SetWriteTimeout(0)
+		// Publish waits this long for a connection that dropped to come
+		// back before it gives up; after a timeout paho still resends the
+		// message from its session store, so a long timeout keeps the
+		// acknowledged count exact through broker restarts.
+		SetWriteTimeout(time.Hour)
 	client := paho.NewClient(opts)
 	ct := client.Connect()
 	select {
@@ -413,8 +421,24 @@ func (s *Simulator) Run(ctx context.Context, progress io.Writer) (Summary, error
 		}()
 	}
 
-	err := s.publishLoop(ctx, client, window, began)
-	close(window)
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- s.publishLoop(ctx, client, window, began) }()
+	var err error
+	select {
+	case err = <-loopDone:
+		close(window)
+	case <-ctx.Done():
+		select {
+		case err = <-loopDone:
+			close(window)
+		case <-time.After(s.cfg.Drain):
+			// Stuck in a publish while the broker is away: leave it.
+			s.countMu.Lock()
+			s.abandoned = true
+			s.countMu.Unlock()
+			cancelDrain()
+		}
+	}
 	// Wait for outstanding acknowledgements, at most Drain.
 	done := make(chan struct{})
 	go func() { ackWG.Wait(); close(done) }()
@@ -467,14 +491,34 @@ func (s *Simulator) publishLoop(ctx context.Context, client paho.Client, window 
 				buf = s.format.append(buf[:0], v, ts, ms)
 				// paho keeps the payload slice until the publish is done.
 				payload := append([]byte(nil), buf...)
+				// Wait for the connection rather than queue into paho
+				// while the broker is away.
+				for !client.IsConnectionOpen() {
+					select {
+					case <-ctx.Done():
+						return nil
+					case <-time.After(10 * time.Millisecond):
+					}
+				}
 				tok := client.Publish(a.topics[c], s.cfg.QoS, false, payload)
+				s.countMu.Lock()
+				if s.abandoned {
+					s.countMu.Unlock()
+					return nil
+				}
 				s.pubCount[gi]++
 				s.published.Add(1)
+				s.countMu.Unlock()
 				select {
 				case window <- pending{tok: tok, sensor: gi}:
-				case <-ctx.Done():
-					// The message is handed to paho; account for it.
-					window <- pending{tok: tok, sensor: gi}
+				default:
+					select {
+					case window <- pending{tok: tok, sensor: gi}:
+					case <-ctx.Done():
+						// Stopping while the window is full (the broker
+						// is away): this publish counts as unacknowledged.
+						return nil
+					}
 				}
 			}
 		}
@@ -485,23 +529,58 @@ func (s *Simulator) publishLoop(ctx context.Context, client paho.Client, window 
 
 // acker waits for each publish in order and counts the outcome.
 func (s *Simulator) acker(ctx context.Context, window <-chan pending) {
-	for p := range window {
+	for {
+		var p pending
+		select {
+		case q, ok := <-window:
+			if !ok {
+				return
+			}
+			p = q
+		case <-ctx.Done():
+			s.sweep(window)
+			return
+		}
 		select {
 		case <-p.tok.Done():
-		default:
-			select {
-			case <-p.tok.Done():
-			case <-ctx.Done():
-				// Drain time is over: what is left counts as unacknowledged.
-				continue
+		case <-ctx.Done():
+			s.count(p)
+			s.sweep(window)
+			return
+		}
+		s.count(p)
+	}
+}
+
+// count records the outcome of a completed publish; one still pending
+// counts as unacknowledged (Summary.Unacked).
+func (s *Simulator) count(p pending) {
+	select {
+	case <-p.tok.Done():
+	default:
+		return
+	}
+	if p.tok.Error() != nil {
+		s.failed.Add(1)
+		return
+	}
+	s.ackCount[p.sensor]++
+	s.acked.Add(1)
+}
+
+// sweep counts the publishes left in the window when the drain time is
+// over, without waiting.
+func (s *Simulator) sweep(window <-chan pending) {
+	for {
+		select {
+		case p, ok := <-window:
+			if !ok {
+				return
 			}
+			s.count(p)
+		default:
+			return
 		}
-		if p.tok.Error() != nil {
-			s.failed.Add(1)
-			continue
-		}
-		s.ackCount[p.sensor]++
-		s.acked.Add(1)
 	}
 }
 
@@ -541,6 +620,9 @@ func (s *Simulator) progress(w io.Writer, began time.Time, stop <-chan struct{})
 }
 
 func (s *Simulator) summary(elapsed time.Duration) Summary {
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	s.abandoned = true
 	sum := Summary{
 		Sensors:        len(s.pubCount),
 		Samples:        s.tick.Load(),

@@ -378,3 +378,36 @@ func TestRunSurvivesBrokerRestart(t *testing.T) {
 		t.Logf("mosquitto log:\n%s", log)
 	}
 }
+
+// Stopping while the broker is away (the window full of unacknowledged
+// publishes) returns promptly after the drain time and reports what was
+// not acknowledged.
+func TestRunStopsWhileBrokerIsDown(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMosquitto(t, "")
+	sim, err := New(Config{Broker: m.URL, Topic: "smtest/" + testenv.RandomID(6) + "/{asset}/{sensor}", Assets: 1, Rate: 1000,
+		QoS: 1, Window: 50, Fast: true, Faults: FaultsNone, Drain: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		m.Stop()
+		time.Sleep(500 * time.Millisecond)
+		cancel()
+	}()
+	done := make(chan Summary, 1)
+	go func() {
+		sum, _ := sim.Run(ctx, nil)
+		done <- sum
+	}()
+	select {
+	case sum := <-done:
+		if sum.Published == 0 || sum.Acked+sum.Failed+sum.Unacked != sum.Published || sum.Acked == sum.Published {
+			t.Errorf("published %d, acked %d, failed %d, unacked %d", sum.Published, sum.Acked, sum.Failed, sum.Unacked)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after cancel while the broker was down")
+	}
+}
