@@ -125,8 +125,10 @@ func TestSimulateThroughEmbeddedBroker(t *testing.T) {
 
 func TestSimulateRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	bad := writeFile(t, dir, "sim.yaml", "version: 1\nassets: 2\nschedule:\n  - pump1:melt@1m\n")
+	bad := filepath.Join(t.TempDir(), "sim.yaml")
+	if err := os.WriteFile(bad, []byte("version: 1\nassets: 2\nschedule:\n  - pump1:melt@1m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
