@@ -74,6 +74,8 @@ and forwards it to sm-collector.`,
 		newDiscoverCmd(stdio),
 		newStatusCmd(stdio),
 		newBufferCmd(stdio),
+		newBrokerCmd(stdio),
+		newSimulateCmd(stdio),
 	)
 	return root
 }
