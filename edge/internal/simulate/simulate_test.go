@@ -307,10 +307,9 @@ func TestRunStopsCleanlyOnCancel(t *testing.T) {
 // (duplicates from QoS 1 redelivery are allowed, losses are not).
 func TestRunSurvivesBrokerRestart(t *testing.T) {
 	t.Parallel()
-	// Run as root, mosquitto drops to the mosquitto user by default and
-	// then cannot write its persistence file into the test's directory,
-	// so sessions would not survive the restart.
-	m := testenv.StartMosquitto(t, "user root")
+	// testenv keeps the broker's persistence file writable (also as root),
+	// so sessions survive the restart.
+	m := testenv.StartMosquitto(t, "")
 	prefix := "smtest/" + testenv.RandomID(6)
 	r := &recorder{msgs: map[string][]string{}}
 	o := paho.NewClientOptions().AddBroker(m.URL).SetClientID("rec-" + testenv.RandomID(6)).SetCleanSession(false).
