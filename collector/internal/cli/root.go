@@ -72,6 +72,7 @@ serves the operations API.`,
 		newEdgeCmd(stdio),
 		newAPIKeyCmd(stdio),
 		newModelsCmd(stdio),
+		newNotifyCmd(stdio),
 	)
 	return root
 }
