@@ -74,6 +74,7 @@ and forwards it to sm-collector.`,
 		newDiscoverCmd(stdio),
 		newStatusCmd(stdio),
 		newBufferCmd(stdio),
+		newDoctorCmd(stdio),
 	)
 	return root
 }
