@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -19,6 +20,11 @@ import (
 // doctor's MQTT session, so the doctor never takes over (and never
 // cleans) the agent's persistent session.
 const DoctorClientSuffix = "-doctor"
+
+// listenWindow is how long the subscribe check listens for traffic (at
+// most the timeout): long enough for retained messages and gateways that
+// publish every second, short enough for an interactive check.
+const listenWindow = 2 * time.Second
 
 // brokerChecks runs broker.tcp, broker.tls, broker.cert, broker.mqtt and
 // broker.subscribe.
@@ -157,58 +163,87 @@ func explainConnect(err error, username, clientID string) (string, string) {
 }
 
 // brokerSubscribe subscribes to each configured pattern's filter at its
-// QoS and reports the broker's grant (a refusal is 0x80).
+// QoS and reports the broker's grant (a refusal is 0x80), then listens
+// for a moment and reports the traffic seen: a broker may grant a
+// subscription its ACL hides every message of (Mosquitto does for MQTT
+// 3.1.1 clients), and then silence is the only sign.
 func (r *runner) brokerSubscribe(ctx context.Context, client mqtt.Client) Result {
 	res := Result{Name: "broker.subscribe", Status: OK}
-	var granted, refused, bad []string
+	type sub struct {
+		filter string
+		qos    byte
+		seen   atomic.Int64
+	}
+	var refused, bad []string
+	var granted []*sub
 	for i, s := range r.cfg.Subscriptions {
 		p, err := mapping.ParsePattern(s.Topic)
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("subscriptions[%d] %q: %v", i, s.Topic, err))
 			continue
 		}
-		filter, qos := p.Filter(), s.QoSOrDefault()
-		tok := client.Subscribe(filter, qos, func(mqtt.Client, mqtt.Message) {})
+		sb := &sub{filter: p.Filter(), qos: s.QoSOrDefault()}
+		tok := client.Subscribe(sb.filter, sb.qos, func(mqtt.Client, mqtt.Message) { sb.seen.Add(1) })
 		if err := waitToken(ctx, r.opts.Timeout, tok); err != nil {
-			refused = append(refused, fmt.Sprintf("%s: %v", filter, err))
+			refused = append(refused, fmt.Sprintf("%s: %v", sb.filter, err))
 			continue
 		}
-		st, _ := tok.(*mqtt.SubscribeToken)
 		got := byte(0x80)
-		if st != nil {
-			if g, ok := st.Result()[filter]; ok {
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			if g, ok := st.Result()[sb.filter]; ok {
 				got = g
 			}
 		}
 		if got == 0x80 {
-			refused = append(refused, filter)
+			refused = append(refused, sb.filter)
 			continue
 		}
-		note := ""
-		if got < qos {
-			note = fmt.Sprintf(", downgraded from QoS %d", qos)
+		if got < sb.qos {
+			sb.qos = got
 		}
-		granted = append(granted, fmt.Sprintf("%s (QoS %d%s)", filter, got, note))
-		_ = waitToken(ctx, r.opts.Timeout, client.Unsubscribe(filter))
+		granted = append(granted, sb)
 	}
-	switch {
-	case len(refused) > 0:
+	if len(refused) > 0 || len(bad) > 0 {
 		res.Status = Fail
-		res.Detail = fmt.Sprintf("the broker refused %d of %d subscription(s): %s", len(refused), len(r.cfg.Subscriptions), strings.Join(refused, ", "))
-		who := "anonymous clients"
-		if u := r.cfg.Broker.Username; u != "" {
-			who = fmt.Sprintf("user %q", u)
+		var parts []string
+		if len(refused) > 0 {
+			parts = append(parts, fmt.Sprintf("the broker refused %d of %d subscription(s): %s", len(refused), len(r.cfg.Subscriptions), strings.Join(refused, ", ")))
+			res.Hint = fmt.Sprintf("the broker's ACL does not let %s read these topics: ask whoever runs the broker to grant read access, or fix the topic in subscriptions", r.brokerUser())
 		}
-		res.Hint = fmt.Sprintf("the broker's ACL does not let %s read these topics: ask whoever runs the broker to grant read access, or fix the topic in subscriptions", who)
-	case len(bad) > 0:
-		res.Status = Fail
-		res.Detail = strings.Join(bad, "; ")
-		res.Hint = "fix the subscription topics in the config (`sm-edge config validate` shows the line)"
-	default:
-		res.Detail = fmt.Sprintf("%d subscription(s) granted: %s", len(granted), strings.Join(granted, ", "))
+		if len(bad) > 0 {
+			parts = append(parts, strings.Join(bad, "; "))
+			if res.Hint == "" {
+				res.Hint = "fix the subscription topics in the config (`sm-edge config validate` shows the line)"
+			}
+		}
+		res.Detail = strings.Join(parts, "; ")
+		return res
 	}
-	if len(bad) > 0 && res.Status == Fail && len(refused) > 0 {
-		res.Detail += "; " + strings.Join(bad, "; ")
+	wait := min(r.opts.Timeout, listenWindow)
+	tm := time.NewTimer(wait)
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+	tm.Stop()
+	var parts []string
+	total := int64(0)
+	for _, sb := range granted {
+		n := sb.seen.Load()
+		total += n
+		parts = append(parts, fmt.Sprintf("%s (QoS %d): %d message(s)", sb.filter, sb.qos, n))
+	}
+	res.Detail = fmt.Sprintf("%d subscription(s) granted; seen within %s: %s", len(granted), wait, strings.Join(parts, ", "))
+	if total == 0 {
+		res.Status = Warn
+		res.Hint = fmt.Sprintf("no message arrived: if the gateways publish more often than every %s, the topics differ from the patterns (`sm-edge discover --broker URL` lists what is published) or the broker's ACL hides them from %s", wait, r.brokerUser())
 	}
 	return res
+}
+
+func (r *runner) brokerUser() string {
+	if u := r.cfg.Broker.Username; u != "" {
+		return fmt.Sprintf("user %q", u)
+	}
+	return "anonymous clients"
 }

@@ -7,12 +7,17 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// postHandshakeWait is how long the TLS check waits for a server's
+// late refusal of the client certificate (TLS 1.3).
+const postHandshakeWait = 300 * time.Millisecond
 
 func splitHostPort(s string) (string, string, error) { return net.SplitHostPort(s) }
 func joinHostPort(h, p string) string                { return net.JoinHostPort(h, p) }
@@ -79,6 +84,24 @@ func handshake(ctx context.Context, timeout time.Duration, conn net.Conn, tc *tl
 	tconn := tls.Client(conn, tc)
 	err := tconn.HandshakeContext(hctx)
 	if err == nil {
+		// With TLS 1.3 the server checks our certificate after the client
+		// has finished its handshake; a refusal arrives as an alert or a
+		// reset on the first read. MQTT and HTTP servers send nothing
+		// unasked, so a read that times out means the session stands.
+		_ = tconn.SetReadDeadline(time.Now().Add(min(timeout, postHandshakeWait)))
+		var one [1]byte
+		_, rerr := tconn.Read(one[:])
+		if rerr != nil && !isTimeout(rerr) {
+			_ = tconn.Close()
+			res.Status = Fail
+			res.Detail = fmt.Sprintf("the %s closed the connection right after the TLS handshake: %v", what, rerr)
+			if len(tc.Certificates) == 0 {
+				res.Hint = fmt.Sprintf("the %s probably requires a client certificate: set %s.cert_file and %s.key_file to one issued by the CA it trusts", what, prefix, prefix)
+			} else {
+				res.Hint = fmt.Sprintf("the %s probably does not accept our client certificate (%s.cert_file): it must be issued by the CA it trusts for clients, and be valid now", what, prefix)
+			}
+			return nil, res
+		}
 		st := tconn.ConnectionState()
 		_ = tconn.Close()
 		res.Status = OK
@@ -119,7 +142,7 @@ func explainTLS(err error, what, prefix, serverName string) (string, string) {
 		}
 	}
 	switch {
-	case errors.As(err, &rec):
+	case errors.As(err, &rec), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF):
 		return fmt.Sprintf("the %s does not speak TLS on this port (%v)", what, err),
 			"this port is a plain listener: use the TLS port (MQTT: usually 8883) or a plain URL scheme (tcp:// or http://)"
 	case isTimeout(err):
