@@ -44,7 +44,7 @@ func TestBrokerPlain(t *testing.T) {
 	}{
 		{"reachable", brokerURL, []want{
 			{name: "broker.tcp", status: OK, detail: []string{"reachable"}},
-			{name: "broker.mqtt", status: OK, detail: []string{"accepted anonymously", "client id sm-edge-e1-doctor"}},
+			{name: "broker.mqtt", status: OK, detail: []string{"accepted anonymously", "-doctor, clean session"}},
 			{name: "broker.subscribe", status: OK, detail: []string{prefix + "/+/+ (QoS 1): 1 message(s)"}},
 		}},
 		{"refused", "tcp://127.0.0.1:1", []want{

@@ -179,15 +179,15 @@ func problemDetail(body []byte) string {
 		Title  string `json:"title"`
 		Detail string `json:"detail"`
 	}
-	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
-		if p.Detail != "" {
-			return p.Detail
-		}
-		return p.Title
-	}
 	s := strings.TrimSpace(string(body))
+	if json.Unmarshal(body, &p) == nil && (p.Detail != "" || p.Title != "") {
+		s = p.Title
+		if p.Detail != "" {
+			s = p.Detail
+		}
+	}
 	if len(s) > 200 {
-		s = s[:200] + "…"
+		s = strings.ToValidUTF8(s[:200], "") + "…"
 	}
 	return s
 }

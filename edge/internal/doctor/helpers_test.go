@@ -37,6 +37,11 @@ func writeConfig(t *testing.T, s setup) string {
 	if s.broker == "" {
 		s.broker = "  url: tcp://127.0.0.1:1"
 	}
+	if !strings.Contains(s.broker, "client_id") {
+		// Tests run in parallel against the shared broker: the same client
+		// id would make the broker drop one test's session for another's.
+		s.broker += "\n  client_id: doctor-test-" + testenv.RandomID(6)
+	}
 	if s.collector == "" {
 		s.collector = "  url: http://127.0.0.1:1"
 	}
