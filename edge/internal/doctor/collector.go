@@ -97,7 +97,9 @@ func (r *runner) collectorChecks(ctx context.Context) []Result {
 			cres.Status, cres.Detail = Fail, strings.Join(errs, "; ")
 			cres.Hint = "collector.tls files must be readable PEM certificates"
 		}
-		out = append(out, cres)
+		if len(certs) > 0 || len(errs) > 0 {
+			out = append(out, cres)
+		}
 		if st == nil {
 			return skipRest("TLS handshake with the collector failed")
 		}
@@ -207,6 +209,7 @@ func (r *runner) checkAuth(ctx context.Context, client *http.Client, token strin
 	body, err := json.Marshal(st)
 	if err != nil {
 		res.Status, res.Detail = Fail, fmt.Sprintf("encode status: %v", err)
+		res.Hint = "this is a bug in sm-edge: report it with the output of `sm-edge version`"
 		return res
 	}
 	statusURL := strings.TrimSuffix(cc.URL, "/") + "/api/v1/edges/" + url.PathEscape(r.cfg.EdgeID) + "/status"
@@ -218,6 +221,7 @@ func (r *runner) checkAuth(ctx context.Context, client *http.Client, token strin
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, statusURL, bytes.NewReader(body))
 	if err != nil {
 		res.Status, res.Detail = Fail, fmt.Sprintf("build request: %v", err)
+		res.Hint = "check collector.url and edge_id in the config"
 		return res
 	}
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -62,7 +62,17 @@ func writeConfig(t *testing.T, s setup) string {
 
 func runDoctor(t *testing.T, file string, timeout time.Duration) Report {
 	t.Helper()
-	return Run(context.Background(), Options{ConfigFile: file, Timeout: timeout, Version: "test", Getenv: func(string) string { return "" }})
+	rep := Run(context.Background(), Options{ConfigFile: file, Timeout: timeout, Version: "test", Getenv: func(string) string { return "" }})
+	// The technician's promise: every failure says what to do.
+	for _, r := range rep.Results {
+		if (r.Status == Fail || r.Status == Warn) && r.Hint == "" {
+			t.Errorf("%s %s without a hint: %s", r.Name, r.Status, r.Detail)
+		}
+		if r.Detail == "" {
+			t.Errorf("%s %s without a detail", r.Name, r.Status)
+		}
+	}
+	return rep
 }
 
 // get returns the named result, failing the test when it is missing.

@@ -294,6 +294,8 @@ func (r *runner) checkModels() Result {
 					hints = append(hints, "a cached file is missing or damaged (disk fault?): restart the agent, which moves it aside and downloads it again")
 				case errors.Is(err, modelcache.ErrVerify):
 					hints = append(hints, "a cached model does not verify with models.trusted_keys: check the keys are the publisher's current ones")
+				default:
+					hints = append(hints, fmt.Sprintf("the cache cannot be read as the user running the doctor: run it as the sm-edge user, or fix the owner of %s", mc.CacheDir))
 				}
 				continue
 			}
