@@ -69,12 +69,12 @@ and forwards it to sm-collector.`,
 		newVersionCmd(stdio),
 		newScoreCmd(stdio),
 		newModelsCmd(stdio),
+		newDoctorCmd(stdio),
 		newRunCmd(stdio),
 		newConfigCmd(stdio),
 		newDiscoverCmd(stdio),
 		newStatusCmd(stdio),
 		newBufferCmd(stdio),
-		newDoctorCmd(stdio),
 	)
 	return root
 }
