@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -25,10 +26,11 @@ type collector struct {
 }
 
 // startCollector builds bin/sm-collector, migrates a fresh database,
-// registers the edges and serves on a free port until the test ends.
+// registers the edges and serves on a free port until the test ends; with
+// p it serves HTTPS with p's server certificate.
 // (Edge packages must not import collector packages, so the real binary
 // is run, as an operator would.)
-func startCollector(t *testing.T, edges ...string) *collector {
+func startCollector(t *testing.T, p *pki, edges ...string) *collector {
 	t.Helper()
 	dsn := testenv.Postgres(t)
 	bin := filepath.Join(t.TempDir(), "sm-collector")
@@ -54,6 +56,11 @@ func startCollector(t *testing.T, edges ...string) *collector {
 	port, mport := testenv.FreePort(t), testenv.FreePort(t)
 	cfgFile := filepath.Join(t.TempDir(), "collector.yml")
 	cfg := fmt.Sprintf("version: 1\nlisten: 127.0.0.1:%d\nshutdown_timeout: 5s\nlog: {level: warn, format: json}\nmetrics: {listen: \"127.0.0.1:%d\"}\n", port, mport)
+	scheme := "http"
+	if p != nil {
+		cfg += fmt.Sprintf("tls: {cert_file: %s, key_file: %s}\n", p.server, p.serverKey)
+		scheme = "https"
+	}
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +82,11 @@ func startCollector(t *testing.T, edges ...string) *collector {
 			<-exited
 		}
 	})
-	c.url = fmt.Sprintf("http://127.0.0.1:%d", port)
+	c.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+	probe := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // readiness probe only
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(c.url + "/readyz")
+		resp, err := probe.Get(c.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -106,7 +114,7 @@ func tokenFile(t *testing.T, content string, mode os.FileMode) string {
 // files.
 func TestCollectorRealAuth(t *testing.T) {
 	t.Parallel()
-	c := startCollector(t, "e1", "e2")
+	c := startCollector(t, nil, "e1", "e2")
 	missing := filepath.Join(t.TempDir(), "nope")
 	tests := []struct {
 		name  string
@@ -253,6 +261,37 @@ func TestCollectorNetwork(t *testing.T) {
 			t.Parallel()
 			file := writeConfig(t, setup{collector: tt.collector + "\n  token_file: " + token})
 			check(t, runDoctor(t, file, 2*time.Second), tt.wants...)
+		})
+	}
+}
+
+// TestCollectorRealHTTPS: the real collector serving HTTPS with a
+// certificate from the test's CA.
+func TestCollectorRealHTTPS(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t, 20*24*time.Hour, time.Hour)
+	c := startCollector(t, p, "e1")
+	token := tokenFile(t, c.tokens["e1"], 0o600)
+	tests := []struct {
+		name  string
+		tls   string
+		wants []want
+	}{
+		{"trusted", fmt.Sprintf("  tls: {ca_file: %s}", p.ca), []want{
+			{name: "collector.tls", status: OK, detail: []string{`certificate "server" issued by "doctor test CA", verified`}},
+			{name: "collector.cert", status: Warn, detail: []string{`server certificate "server" expires in 19 day(s)`}, hint: []string{"collector's certificate must be renewed"}},
+			{name: "collector.auth", status: OK},
+		}},
+		{"system roots only", "", []want{
+			{name: "collector.tls", status: Fail, detail: []string{`issued by "doctor test CA", which is not a trusted CA`}, hint: []string{"collector.tls.ca_file"}},
+			{name: "collector.auth", status: Skip},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := writeConfig(t, setup{collector: fmt.Sprintf("  url: %s\n  token_file: %s\n%s", c.url, token, tt.tls)})
+			check(t, runDoctor(t, file, 5*time.Second), tt.wants...)
 		})
 	}
 }
