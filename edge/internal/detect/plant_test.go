@@ -90,7 +90,7 @@ func plantSecond(ns int64) int { return int((ns - plantStart.UnixNano()) / int64
 // run in the first 30 s, from medians and MADs of 8–20 readings). Nothing
 // is flagged during the warm-up, and over the whole run the stage raises
 // no more than its steady-state rate at 1 Hz: measured on these pumps at
-// about 3 events an hour for 35 sensors (one per 10-minute run at most),
+// about 4 events an hour for 35 sensors (one per 10-minute run at most),
 // heavy-tailed vibration outliers and load swings the calibration has
 // not yet seen.
 func TestFreshStageOnNormalPlantRaisesNoStorm(t *testing.T) {
