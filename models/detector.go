@@ -12,6 +12,11 @@ import (
 // and including this one only. A NaN value is a missing reading: it scores 0
 // and leaves the state unchanged (except for detectors that watch gaps).
 // Update allocates nothing. A Detector is not safe for concurrent use.
+//
+// A fresh online detector has no baseline yet: during its warm-up (for the
+// default ensemble's components, DefaultWarmup readings, longer for the
+// spread detector) Update returns 0, so a newly started edge raises no
+// anomaly flags or events until every sensor's detector can be trusted.
 type Detector interface {
 	Update(t int64, v float64) float64
 	// Threshold is the score at or above which a reading is anomalous.
@@ -95,6 +100,19 @@ func New(name string) (Detector, error) {
 	}
 	return f(), nil
 }
+
+// DefaultWarmup is the number of readings a built-in detector of the
+// default ensemble sees before it may score a sensor anomalous (it scores 0
+// until then): the level and spike detectors (MAD) fill their window with
+// this many readings, the stuck detector learns how often the sensor
+// repeats a value over this many changes. Twenty-five readings make a median and
+// MAD stable enough to trust (the standard error of a MAD of n normal
+// readings is about 1.2/√n of σ: ±23 % at 25, ±41 % at the former 8),
+// while a large fault half a minute after start at 1 Hz is still caught.
+// The spread detector needs longer (SpreadConfig.Warmup plus
+// spreadMinTail ratios): the tail of a variance ratio cannot be estimated
+// from a few dozen values.
+const DefaultWarmup = 25
 
 // scaleFloor keeps a spread estimate away from zero on (near-)constant or
 // quantised signals, relative to the signal's level.

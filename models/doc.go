@@ -13,6 +13,12 @@
 // decision threshold of every detector is expressed on that scale, so scores
 // of different detectors are comparable and can be combined.
 //
+// Online detectors score 0 during a warm-up (DefaultWarmup readings for the
+// level, spike and stuck detectors; SpreadConfig.Warmup plus 600 learnt
+// ratios for the spread detector) rather than judge a sensor from a
+// baseline of a few readings: a median and MAD of eight readings made every
+// freshly started edge raise a storm of false alarms.
+//
 // The package is pure Go with no I/O beyond readers and writers; it imports
 // nothing from edge/ or collector/.
 package models

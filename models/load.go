@@ -114,8 +114,8 @@ func FromArtifact(m *artifact.Model) (*Built, error) {
 			return fail(err)
 		}
 		c.Threshold = m.Threshold
-		if c.Window < 8 || c.Window > 1<<16 || !(c.Clip > 0) {
-			return fail(errors.New("window must be in [8, 65536], clip > 0"))
+		if c.Window < 8 || c.Window > 1<<16 || !(c.Clip > 0) || c.Warmup < 0 {
+			return fail(errors.New("window must be in [8, 65536], clip > 0, warmup ≥ 0"))
 		}
 		if m.Kind == NameSpike {
 			b.NewSensor = func() Detector { return NewDiff(NewMAD(c)) }

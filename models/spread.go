@@ -30,6 +30,13 @@ type Spread struct {
 	tail       Tail
 }
 
+// spreadMinTail is how many ratios the spread detector's Tail must have
+// learnt before it scores (after Warmup readings): its statistic is a ratio
+// of mean squares, heavy-tailed on real and heavy-tailed sensors, whose
+// 99th percentile — the base of the tail's extrapolation — cannot be
+// estimated from a hundred values.
+const spreadMinTail = 600
+
 // NewSpread returns a Spread detector.
 func NewSpread(cfg SpreadConfig) *Spread {
 	return &Spread{cfg: cfg, tail: NewTail(20000, 0.3, 0, nil)}
@@ -66,7 +73,7 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 	}
 	ratio := d.fast / den
 	s := 0.0
-	if d.tail.Count() >= 100 {
+	if d.tail.Count() >= spreadMinTail {
 		s = d.tail.Score(ratio)
 	}
 	if s < d.cfg.Threshold {

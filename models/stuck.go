@@ -26,7 +26,9 @@ func DefaultStuckConfig() StuckConfig {
 // scores a run of r repeats by its probability p0^r under independence. On
 // a quantised signal that often repeats, p0 is high and long runs are
 // needed; on a noisy analogue signal a handful of repeats is already
-// suspicious. Repeats inside an alarming run are not learnt.
+// suspicious. Repeats inside an alarming run are not learnt. It scores 0
+// until it has seen DefaultWarmup consecutive pairs: p0 of a few pairs says
+// nothing about how often the sensor repeats.
 type Stuck struct {
 	cfg     StuckConfig
 	prev    float64
@@ -71,7 +73,7 @@ func (d *Stuck) Update(_ int64, v float64) float64 {
 	// a floor so a sensor never seen repeating still needs several repeats.
 	p0 := (d.repeats + 1) / (d.total + 2)
 	s := 0.0
-	if d.run >= d.cfg.MinRun {
+	if d.run >= d.cfg.MinRun && d.total >= DefaultWarmup {
 		s = ScoreFromP(math.Pow(p0, float64(d.run)))
 	}
 	if s < d.cfg.Threshold {

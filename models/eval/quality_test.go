@@ -86,4 +86,12 @@ ensemble. The limits row uses limits set from day 1 (range ± 2σ), a stand-in f
 profile limits; it mostly shows why statistical limits alone raise many alarms.
 Delays are long on average because drifts and bearing wear are detected part-way
 through their ramp, as intended.
+
+Warm-up: the level and spike detectors score nothing for their first
+models.DefaultWarmup (25) readings, the stuck detector for its first 25 pairs, and the
+spread detector until it has learnt 600 ratios; the suite's first day is unscored, so
+the warm-up does not show in these tables, but it is what keeps a freshly started edge
+from an alarm storm (edge/internal/detect TestFreshStageOnNormalPlantRaisesNoStorm).
+The spike detector measures each reading against the median of the three before it
+(not the previous reading alone), so a step stands out in two consecutive readings.
 `
