@@ -19,8 +19,9 @@ import (
 
 func newNotifyCmd(stdio IO) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "notify",
-		Short: "Tools for notification channels",
+		Use:     "notify",
+		Short:   "Tools for notification channels",
+		Example: "  sm-collector notify receive --listen 127.0.0.1:9099 --secret-env WEBHOOK_SECRET",
 	}
 	cmd.AddCommand(newNotifyReceiveCmd(stdio))
 	return cmd
