@@ -53,6 +53,14 @@ persistence true
 persistence_location %s/
 log_dest file %s
 `, port, dir, filepath.Join(dir, "mosquitto.log"))
+	if os.Geteuid() == 0 {
+		// Run as root, mosquitto switches to the user "mosquitto", which
+		// cannot write into the test's private directory: it would then
+		// neither log nor save its persistence file, and a persistent
+		// session (with the messages queued for it) would not survive
+		// Stop/Start. Stay root instead.
+		base += "user root\n"
+	}
 	base += extra + "\n"
 	if err := os.WriteFile(conf, []byte(base), 0o600); err != nil {
 		t.Fatalf("write mosquitto config: %v", err)
