@@ -128,14 +128,15 @@ func steadyFlow(t *testing.T, bins binaries) result {
 	return r
 }
 
-// edgeKill: sm-edge is killed with SIGKILL four times during the flow and
-// restarted each time with the same data directory and client id.
+// edgeKill: sm-edge is killed with SIGKILL at every tenth of the flow (nine
+// times) and restarted each time with the same data directory and client
+// id.
 func edgeKill(t *testing.T, bins binaries) result {
 	s := newStack(t, bins, stackOptions{name: "kill"})
 	pub := s.publish(t, readings, sensors, rate)
 	kills := 0
-	for _, frac := range []float64{0.2, 0.4, 0.6, 0.8} {
-		pub.waitAcked(t, int(frac*readings), publishLimit)
+	for k := 1; k <= 9; k++ {
+		pub.waitAcked(t, k*readings/10, publishLimit)
 		s.edge.p.kill()
 		kills++
 		s.edge.start(t)
