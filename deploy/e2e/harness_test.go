@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -218,8 +217,8 @@ func poll(timeout time.Duration, cond func() bool) bool {
 	return true
 }
 
-// httpOK reports whether GET url (with an optional bearer token) answers
-// 200, and returns the body.
+// httpGet does GET url with an optional bearer token and returns the
+// status code and body.
 func httpGet(ctx context.Context, url, bearer string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -403,23 +402,6 @@ func addLatencyProbe(t *testing.T, dbURL string) {
 	}
 }
 
-// countLines counts the lines of a file that contain substr.
-func countLines(path, substr string) int {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), substr) {
-			n++
-		}
-	}
-	return n
-}
 
 // queueStats returns the edge's queue statistics from /status, or nil.
 func (e *edge) queueStats() map[string]any {

@@ -64,8 +64,9 @@ type publication struct {
 }
 
 // publish starts publishing total readings round-robin over sensors at
-// rate readings/s to the broker at url. paused, when set, is consulted
-// between windows: while it returns true nothing is published.
+// rate readings/s to the broker at url, in windows of QoS1 publishes in
+// flight. Each reading's timestamp is the wall clock when its window is
+// built (unique per sensor), so stored rows measure publish→store latency.
 func publish(t *testing.T, url string, total, sensors int, rate float64, value valueFunc) *publication {
 	t.Helper()
 	p := &publication{total: total, sensors: sensors, rate: rate, value: value, url: url,
