@@ -402,7 +402,6 @@ func addLatencyProbe(t *testing.T, dbURL string) {
 	}
 }
 
-
 // queueStats returns the edge's queue statistics from /status, or nil.
 func (e *edge) queueStats() map[string]any {
 	st := e.status()
