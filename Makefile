@@ -72,7 +72,7 @@ bench: services
 
 ## e2e: end-to-end scenarios with the real binaries
 e2e: services build
-	$(GO) test -count=1 -tags e2e -timeout 40m ./deploy/e2e/...
+	$(GO) test -count=1 -v -tags e2e -timeout 40m ./deploy/e2e/...
 
 ## demo: the whole system on embedded defaults
 demo: build

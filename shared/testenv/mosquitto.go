@@ -54,9 +54,11 @@ persistence_location %s/
 log_dest file %s
 `, port, dir, filepath.Join(dir, "mosquitto.log"))
 	if os.Geteuid() == 0 {
-		// As root, mosquitto drops to the "mosquitto" user, which cannot
-		// write its persistence file or log into the test's temp dir, so
-		// persistent sessions would silently vanish on restart.
+		// Run as root, mosquitto switches to the user "mosquitto", which
+		// cannot write into the test's private directory: it would then
+		// neither log nor save its persistence file, and a persistent
+		// session (with the messages queued for it) would not survive
+		// Stop/Start. Stay root instead.
 		base += "user root\n"
 	}
 	base += extra + "\n"

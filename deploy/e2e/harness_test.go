@@ -1,0 +1,443 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smartmaint/smartmaint/shared/testenv"
+)
+
+// binaries are the paths of the two programs under test.
+type binaries struct{ edge, collector string }
+
+// findBinaries returns bin/sm-edge and bin/sm-collector of the repository
+// (built by `make build`), or builds them into a temporary directory when
+// either is missing.
+func findBinaries(t *testing.T) binaries {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := binaries{edge: filepath.Join(root, "bin", "sm-edge"), collector: filepath.Join(root, "bin", "sm-collector")}
+	_, e1 := os.Stat(b.edge)
+	_, e2 := os.Stat(b.collector)
+	if e1 == nil && e2 == nil {
+		return b
+	}
+	dir := t.TempDir()
+	b = binaries{edge: filepath.Join(dir, "sm-edge"), collector: filepath.Join(dir, "sm-collector")}
+	for out, pkg := range map[string]string{b.edge: "./edge/cmd/sm-edge", b.collector: "./collector/cmd/sm-collector"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, o)
+		}
+	}
+	t.Logf("bin/ was incomplete: built the binaries into %s", dir)
+	return b
+}
+
+// repoRoot walks up from the working directory to the directory holding
+// go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// proc is one run of a program under test, with its output appended to a
+// log file that survives restarts.
+type proc struct {
+	t       *testing.T
+	name    string
+	bin     string
+	args    []string
+	env     []string
+	logPath string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func newProc(t *testing.T, dir, name, bin string, env []string, args ...string) *proc {
+	p := &proc{t: t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(dir, name+".log")}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", p.name, tail(p.logPath, 40))
+		}
+	})
+	return p
+}
+
+// start starts the program; it fails the test if it is already running.
+func (p *proc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.t.Fatalf("%s is already running", p.name)
+	}
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatalf("open %s: %v", p.logPath, err)
+	}
+	fmt.Fprintf(f, "==== start %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(p.args, " "))
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+}
+
+// signal sends sig and waits for the process to exit (SIGKILL after
+// grace). It does nothing when the process is not running.
+func (p *proc) signal(sig syscall.Signal, grace time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd, p.done = nil, nil
+}
+
+// kill is kill -9.
+func (p *proc) kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
+
+// stop is a graceful stop (SIGTERM).
+func (p *proc) stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
+
+// exited reports whether a started process has exited by itself.
+func (p *proc) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// tail returns the last n lines of a file.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runOnce runs a program to completion and returns its stdout; it fails
+// the test on a non-zero exit.
+func runOnce(t *testing.T, bin string, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+// waitFor polls cond until it is true, failing the test with what when
+// the deadline passes first.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+// poll polls cond until it is true (true) or the timeout passes (false).
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
+// httpGet does GET url with an optional bearer token and returns the
+// status code and body.
+func httpGet(ctx context.Context, url, bearer string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func ready(url string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	code, _, err := httpGet(ctx, url, "")
+	return err == nil && code == http.StatusOK
+}
+
+// collector is sm-collector serving one scenario's database.
+type collector struct {
+	p      *proc
+	base   string
+	token  string // the edge's token
+	apiKey string // a viewer key
+	dbURL  string
+}
+
+// startCollector migrates dbURL, registers edgeID, creates a viewer key,
+// adds the latency probe column (see addLatencyProbe) and starts serve
+// with the base configuration plus extra YAML.
+func startCollector(t *testing.T, dir, bin, dbURL, edgeID, extra string) *collector {
+	t.Helper()
+	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
+	runOnce(t, bin, env, "migrate")
+	addLatencyProbe(t, dbURL)
+	c := &collector{dbURL: dbURL}
+	c.token = strings.TrimSpace(runOnce(t, bin, env, "edge", "register", "--name", edgeID))
+	c.apiKey = strings.TrimSpace(runOnce(t, bin, env, "apikey", "create", "--name", "e2e", "--role", "viewer"))
+	port := testenv.FreePort(t)
+	c.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	cfg := fmt.Sprintf(`version: 1
+listen: 127.0.0.1:%d
+shutdown_timeout: 10s
+log: {level: info, format: text}
+database: {timescale: "off", max_conns: 12}
+rate_limits: {edge: {per_second: 0}}
+ingest: {retry_after: 1s, write_timeout: 10s}
+%s`, port, extra)
+	cfgPath := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.p = newProc(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
+	c.start(t)
+	return c
+}
+
+func (c *collector) start(t *testing.T) {
+	t.Helper()
+	c.p.start()
+	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
+		if c.p.exited() {
+			t.Fatalf("sm-collector exited:\n%s", tail(c.p.logPath, 30))
+		}
+		return ready(c.base + "/readyz")
+	})
+}
+
+// edge is sm-edge with its configuration and data directory.
+type edge struct {
+	p     *proc
+	admin string
+	id    string
+}
+
+// edgeOptions are the per-scenario settings of the edge configuration.
+type edgeOptions struct {
+	id        string
+	broker    string
+	collector string
+	tokenFile string
+	maxBytes  int64  // buffer.max_bytes; 0 for 256 MiB
+	detector  string // scoring.detector; "" for stuck (quiet on noisy signals)
+}
+
+func startEdge(t *testing.T, dir, bin string, o edgeOptions) *edge {
+	t.Helper()
+	if o.maxBytes == 0 {
+		o.maxBytes = 256 << 20
+	}
+	if o.detector == "" {
+		o.detector = "stuck"
+	}
+	port := testenv.FreePort(t)
+	dataDir := filepath.Join(dir, "edge-data")
+	cfg := fmt.Sprintf(`version: 1
+edge_id: %s
+data_dir: %s
+admin: {listen: "127.0.0.1:%d"}
+log: {level: info, format: text}
+broker:
+  url: %s
+  client_id: sm-edge-%s
+  keep_alive: 5s
+  reconnect: {initial: 100ms, max: 1s}
+subscriptions:
+  - topic: smm/{site}/{line}/{asset}/{sensor}
+    qos: 1
+    format: json
+    json: {value: v, timestamp: ts, time_unit: us}
+    profile: generic_4_20ma
+scoring: {detector: %s}
+buffer: {max_bytes: %d}
+collector:
+  url: %s
+  token_file: %s
+  batch_delay: 100ms
+  status_interval: 2s
+  timeout: 15s
+  backoff: {initial: 100ms, max: 1s, max_retry_after: 2s}
+`, o.id, dataDir, port, o.broker, o.id, o.detector, o.maxBytes, o.collector, o.tokenFile)
+	cfgPath := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &edge{admin: fmt.Sprintf("127.0.0.1:%d", port), id: o.id}
+	e.p = newProc(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
+	e.start(t)
+	return e
+}
+
+// start starts sm-edge and waits until it is subscribed (/readyz).
+func (e *edge) start(t *testing.T) {
+	t.Helper()
+	e.p.start()
+	waitFor(t, 30*time.Second, "sm-edge /readyz", func() bool {
+		if e.p.exited() {
+			t.Fatalf("sm-edge exited:\n%s", tail(e.p.logPath, 30))
+		}
+		return ready("http://" + e.admin + "/readyz")
+	})
+}
+
+// status returns the edge's /status document.
+func (e *edge) status() map[string]any {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	code, b, err := httpGet(ctx, "http://"+e.admin+"/status", "")
+	if err != nil || code != http.StatusOK {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(b, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// addLatencyProbe adds a column to readings that records when each row
+// was written (clock_timestamp(), inside the transaction that commits it),
+// so publish→stored latency is measured per reading. It is test
+// instrumentation only: the collector's column lists name their columns,
+// so the extra column takes its default.
+func addLatencyProbe(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE readings ADD COLUMN e2e_written_at timestamptz NOT NULL DEFAULT clock_timestamp()`); err != nil {
+		t.Fatalf("add latency probe column: %v", err)
+	}
+}
+
+// queueStats returns the edge's queue statistics from /status, or nil.
+func (e *edge) queueStats() map[string]any {
+	st := e.status()
+	if st == nil {
+		return nil
+	}
+	q, _ := st["queue"].(map[string]any)
+	return q
+}
+
+// backlog is the number of records in the edge's queue, or -1 when the
+// edge does not answer.
+func (e *edge) backlog() int64 {
+	q := e.queueStats()
+	if q == nil {
+		return -1
+	}
+	n, ok := q["records"].(float64)
+	if !ok {
+		return -1
+	}
+	return int64(n)
+}
+
+// drops is the edge's count of shed records since it started.
+func (e *edge) drops() uint64 {
+	q := e.queueStats()
+	if q == nil {
+		return 0
+	}
+	var n uint64
+	d, _ := q["drops"].(map[string]any)
+	for _, v := range d {
+		if f, ok := v.(float64); ok {
+			n += uint64(f)
+		}
+	}
+	return n
+}
