@@ -115,9 +115,6 @@ func (d *OnlinePCA) Width() int { return d.width }
 // Threshold implements RowDetector.
 func (d *OnlinePCA) Threshold() float64 { return d.cfg.Threshold }
 
-// Fitted returns the fitted PCA, or nil while still collecting.
-func (d *OnlinePCA) Fitted() *PCA { return d.pca }
-
 // UpdateRow implements RowDetector.
 func (d *OnlinePCA) UpdateRow(t int64, x []float64) float64 {
 	if d.pca != nil {
@@ -135,15 +132,4 @@ func (d *OnlinePCA) UpdateRow(t int64, x []float64) float64 {
 		d.buf = nil
 	}
 	return 0
-}
-
-// FitNow fits from the rows collected so far (used when a caller knows the
-// training period has ended, e.g. `sm-edge score --train-rows`).
-func (d *OnlinePCA) FitNow() error {
-	if d.pca != nil {
-		return nil
-	}
-	d.pca, d.err = TrainPCA(d.buf, d.cfg)
-	d.buf = nil
-	return d.err
 }

@@ -199,19 +199,12 @@ type reqInfo struct {
 }
 
 type reqInfoKey struct{}
-type principalKey struct{}
 
 func infoFrom(ctx context.Context) *reqInfo {
 	if i, ok := ctx.Value(reqInfoKey{}).(*reqInfo); ok {
 		return i
 	}
 	return &reqInfo{}
-}
-
-// PrincipalFrom returns the authenticated principal of a request's context.
-func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
 }
 
 type statusWriter struct {

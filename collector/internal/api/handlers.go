@@ -13,10 +13,6 @@ import (
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
-func contextWithPrincipal(ctx context.Context, p Principal) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
-}
-
 // readyTimeout bounds the readiness probe so a hung database makes /readyz
 // fail fast instead of hanging the prober.
 const readyTimeout = 2 * time.Second

@@ -88,7 +88,6 @@ func (h *Handler) register() {
 				if p, ok = h.authenticate(w, r, rt); !ok {
 					return
 				}
-				r = r.WithContext(contextWithPrincipal(r.Context(), p))
 			}
 			rt.handle(w, r, p)
 		})

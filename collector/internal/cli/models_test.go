@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smartmaint/smartmaint/collector/internal/store"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
@@ -119,21 +121,28 @@ func TestModelsTrainPublishPromoteRollback(t *testing.T) {
 }
 
 // TestModelsTrainFromHistory trains an asset model from readings stored
-// in PostgreSQL. The sensors/readings tables mirror the columns of
-// collector/internal/store that LoadHistory reads (the store is on
-// another branch); replace with store.Migrate once both are merged.
+// in PostgreSQL with the collector's real schema. Readings older than the
+// default retention land in the DEFAULT partition, which training reads all
+// the same.
 func TestModelsTrainFromHistory(t *testing.T) {
 	t.Parallel()
 	dsn := testenv.Postgres(t)
 	ctx := context.Background()
+	db, err := store.Open(ctx, dsn, store.Options{Timescale: store.TimescaleOff, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Migrate(ctx)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
 	for _, q := range []string{
-		`CREATE TABLE sensors (num integer GENERATED ALWAYS AS IDENTITY UNIQUE, id text PRIMARY KEY)`,
-		`CREATE TABLE readings (sensor_id integer NOT NULL, time timestamptz NOT NULL, value double precision NOT NULL, PRIMARY KEY (sensor_id, time))`,
 		`INSERT INTO sensors (id) VALUES ('s1/pump7/vib'), ('s1/pump7/current'), ('s1/pump7/temp')`,
 		// One load signal drives all three; readings every 10 s for 2 days, jittered per sensor.
 		`INSERT INTO readings (sensor_id, time, value)

@@ -3,6 +3,7 @@ package modelreg
 import (
 	"context"
 	"crypto/ed25519"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/smartmaint/smartmaint/collector/internal/store"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
@@ -101,27 +103,32 @@ func TestPrivateKeyRoundTrip(t *testing.T) {
 	}
 }
 
-// storeSchema mirrors the columns of collector/internal/store's sensors
-// and readings tables that LoadHistory reads (migration 0001/0002 on the
-// store branch). It is a copy because the store package is not on this
-// branch; when both are merged this test should use store.Migrate.
-const storeSchema = `
-CREATE TABLE sensors (num integer GENERATED ALWAYS AS IDENTITY UNIQUE, id text PRIMARY KEY, type text NOT NULL DEFAULT '');
-CREATE TABLE readings (sensor_id integer NOT NULL, time timestamptz NOT NULL, value double precision NOT NULL,
-	PRIMARY KEY (sensor_id, time));
-`
+// migrateStore gives the database at dsn the collector's real schema, so
+// LoadHistory is tested against the tables it reads in production.
+// Readings older than the default retention land in the DEFAULT partition,
+// which LoadHistory reads all the same.
+func migrateStore(t *testing.T, ctx context.Context, dsn string) {
+	t.Helper()
+	db, err := store.Open(ctx, dsn, store.Options{Timescale: store.TimescaleOff, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func TestLoadHistory(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testenv.Postgres(t))
+	dsn := testenv.Postgres(t)
+	migrateStore(t, ctx, dsn)
+	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, storeSchema); err != nil {
-		t.Fatal(err)
-	}
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	if _, err := pool.Exec(ctx, `INSERT INTO sensors (id) VALUES ('p/vib'), ('p/temp'), ('other')`); err != nil {
 		t.Fatal(err)

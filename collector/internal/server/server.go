@@ -243,7 +243,9 @@ func (s *Server) Serve(ctx context.Context, ln, mln net.Listener) error {
 	}
 	maintCtx, stopMaint := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { s.maintain(maintCtx) })
+	// Create partitions ahead and drop expired ones, at start and then
+	// every PartitionCheck (a no-op on TimescaleDB, whose policies do it).
+	wg.Go(func() { _ = s.db.RunMaintenance(maintCtx, s.cfg.Database.PartitionCheck) })
 	wg.Go(func() { s.alerts.run(maintCtx) })
 
 	var runErr error
@@ -276,21 +278,4 @@ func addrOf(l net.Listener) string {
 		return ""
 	}
 	return l.Addr().String()
-}
-
-// maintain creates partitions ahead and drops expired ones, at start and
-// then every PartitionCheck (a no-op on TimescaleDB, whose policies do it).
-func (s *Server) maintain(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Database.PartitionCheck)
-	defer t.Stop()
-	for {
-		if err := s.db.MaintainPartitions(ctx, time.Now()); err != nil && ctx.Err() == nil {
-			s.log.Warn("partition maintenance failed; will retry", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }

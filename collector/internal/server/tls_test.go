@@ -2,14 +2,7 @@ package server
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -18,70 +11,20 @@ import (
 	"time"
 
 	"github.com/smartmaint/smartmaint/collector/internal/config"
+	"github.com/smartmaint/smartmaint/shared/testenv"
 )
-
-type certPair struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	der  []byte
-}
-
-func newCert(t *testing.T, cn string, parent *certPair, isCA bool, usage x509.ExtKeyUsage) *certPair {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: isCA, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-	}
-	if !isCA {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{usage}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	signer, signKey := tmpl, key
-	if parent != nil {
-		signer, signKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &certPair{cert: c, key: key, der: der}
-}
-
-func (c *certPair) write(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	kb, err := x509.MarshalECPrivateKey(c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // TestHTTPSWithClientCertificates serves over HTTPS with mTLS required:
 // a client without a certificate from the edge CA cannot connect, one with
 // it can; cancelling the context stops the server cleanly.
 func TestHTTPSWithClientCertificates(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCert(t, "edges CA", nil, true, 0)
-	caFile, _ := ca.write(t, dir, "ca")
-	srvCert, srvKey := newCert(t, "collector", ca, false, x509.ExtKeyUsageServerAuth).write(t, dir, "server")
-	cli := newCert(t, "plant1", ca, false, x509.ExtKeyUsageClientAuth)
+	ca := testenv.NewCA(t, "edges CA")
+	caFile := filepath.Join(dir, "ca.crt")
+	ca.WriteCert(t, caFile)
+	srvCert, srvKey := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	ca.Issue(t, "collector", testenv.CertOptions{}).WriteFiles(t, srvCert, srvKey)
+	cli := ca.Issue(t, "plant1", testenv.CertOptions{Client: true})
 
 	e := start(t, func(c *config.Config) {
 		c.TLS = config.TLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: caFile, ClientAuth: "require"}
@@ -94,8 +37,7 @@ func TestHTTPSWithClientCertificates(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Serve(ctx, ln, nil) }()
 
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.cert)
+	roots := ca.Pool()
 	url := "https://" + ln.Addr().String() + "/healthz"
 	get := func(certs []tls.Certificate) error {
 		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
@@ -113,12 +55,11 @@ func TestHTTPSWithClientCertificates(t *testing.T) {
 	if err := get(nil); err == nil {
 		t.Error("a client without a certificate was served")
 	}
-	if err := get([]tls.Certificate{{Certificate: [][]byte{cli.der}, PrivateKey: cli.key}}); err != nil {
+	if err := get([]tls.Certificate{cli.TLS()}); err != nil {
 		t.Errorf("a client with an edge certificate: %v", err)
 	}
-	stranger := newCert(t, "other CA", nil, true, 0)
-	bad := newCert(t, "intruder", stranger, false, x509.ExtKeyUsageClientAuth)
-	if err := get([]tls.Certificate{{Certificate: [][]byte{bad.der}, PrivateKey: bad.key}}); err == nil {
+	bad := testenv.NewCA(t, "other CA").Issue(t, "intruder", testenv.CertOptions{Client: true})
+	if err := get([]tls.Certificate{bad.TLS()}); err == nil {
 		t.Error("a client with a certificate from another CA was served")
 	}
 	cancel()
@@ -137,8 +78,8 @@ func TestTLSConfigErrors(t *testing.T) {
 	if _, err := tlsConfig(config.TLS{CertFile: filepath.Join(dir, "no.crt"), KeyFile: filepath.Join(dir, "no.key")}); err == nil {
 		t.Error("missing certificate files accepted")
 	}
-	ca := newCert(t, "ca", nil, true, 0)
-	crt, key := newCert(t, "s", ca, false, x509.ExtKeyUsageServerAuth).write(t, dir, "s")
+	crt, key := filepath.Join(dir, "s.crt"), filepath.Join(dir, "s.key")
+	testenv.NewCA(t, "ca").Issue(t, "s", testenv.CertOptions{}).WriteFiles(t, crt, key)
 	junk := filepath.Join(dir, "junk.pem")
 	if err := os.WriteFile(junk, []byte("not pem"), 0o600); err != nil {
 		t.Fatal(err)

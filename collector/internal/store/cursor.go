@@ -69,3 +69,14 @@ func decodeCursor(s string, kind byte) (cursor, error) {
 	}
 	return c, nil
 }
+
+// trimPage cuts a listing fetched with LIMIT limit+1 to limit items and
+// returns the cursor of the next page: "" when the extra row is absent, else
+// the position of the last item kept.
+func trimPage[T any](items []T, limit int, pos func(T) cursor) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, encodeCursor(pos(items[limit-1]))
+}

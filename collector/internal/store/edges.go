@@ -63,11 +63,7 @@ func (db *DB) ListEdges(ctx context.Context, p Page) ([]Edge, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list edges: %w", err)
 	}
-	next := ""
-	if len(edges) > limit {
-		edges = edges[:limit]
-		next = encodeCursor(cursor{kind: cursorString, s: edges[limit-1].ID})
-	}
+	edges, next := trimPage(edges, limit, func(e Edge) cursor { return cursor{kind: cursorString, s: e.ID} })
 	return edges, next, nil
 }
 

@@ -40,17 +40,14 @@ func (db *DB) ListSensors(ctx context.Context, f SensorFilter, p Page) ([]Sensor
 		return nil, "", err
 	}
 	limit := p.limit(MaxPageLimit)
-	where := []string{"id > $1"}
-	args := []any{after.s}
-	for _, c := range []struct{ col, v string }{{"site", f.Site}, {"asset", f.Asset}, {"type", f.Type}, {"edge_id", f.EdgeID}} {
-		if c.v != "" {
-			args = append(args, c.v)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
-		}
-	}
-	args = append(args, limit+1)
-	rows, err := db.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM sensors WHERE %s ORDER BY id LIMIT $%d`,
-		sensorColumns, strings.Join(where, " AND "), len(args)), args...)
+	var w filterSQL
+	w.add("id > $?", after.s)
+	w.eq("site", f.Site)
+	w.eq("asset", f.Asset)
+	w.eq("type", f.Type)
+	w.eq("edge_id", f.EdgeID)
+	sql, args := w.query(`SELECT `+sensorColumns+` FROM sensors`, "id", limit+1)
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list sensors: %w", err)
 	}
@@ -58,11 +55,7 @@ func (db *DB) ListSensors(ctx context.Context, f SensorFilter, p Page) ([]Sensor
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list sensors: %w", err)
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = encodeCursor(cursor{kind: cursorString, s: out[limit-1].ID})
-	}
+	out, next := trimPage(out, limit, func(s Sensor) cursor { return cursor{kind: cursorString, s: s.ID} })
 	return out, next, nil
 }
 
@@ -184,11 +177,7 @@ func (db *DB) Readings(ctx context.Context, q ReadingsQuery, p Page) ([]Point, s
 	for i := range points {
 		points[i].Time = points[i].Time.UTC()
 	}
-	next := ""
-	if len(points) > limit {
-		points = points[:limit]
-		next = encodeCursor(cursor{kind: cursorTime, i: points[limit-1].Time.UnixNano()})
-	}
+	points, next := trimPage(points, limit, func(pt Point) cursor { return cursor{kind: cursorTime, i: pt.Time.UnixNano()} })
 	return points, next, nil
 }
 
@@ -272,6 +261,16 @@ func (f *filterSQL) eq(col, v string) {
 	}
 }
 
+// query appends the conditions, "ORDER BY order" and a LIMIT of limit to
+// base, and returns the SQL with its arguments.
+func (f *filterSQL) query(base, order string, limit int) (string, []any) {
+	args := append(f.args, limit)
+	if len(f.where) > 0 {
+		base += " WHERE " + strings.Join(f.where, " AND ")
+	}
+	return base + fmt.Sprintf(" ORDER BY %s LIMIT $%d", order, len(args)), args
+}
+
 // ListRejected returns dead-letter rows, newest first, one page at a time.
 func (db *DB) ListRejected(ctx context.Context, f RejectedFilter, p Page) ([]RejectedItem, string, error) {
 	after, err := decodeCursor(p.Cursor, cursorInt)
@@ -293,13 +292,9 @@ func (db *DB) ListRejected(ctx context.Context, f RejectedFilter, p Page) ([]Rej
 	if !f.Until.IsZero() {
 		w.add("received_at < $?", f.Until)
 	}
-	w.args = append(w.args, limit+1)
-	sql := `SELECT id, edge_id, batch_id, item, item_index, sensor, reason, raw, received_at FROM rejected_readings`
-	if len(w.where) > 0 {
-		sql += " WHERE " + strings.Join(w.where, " AND ")
-	}
-	sql += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(w.args))
-	rows, err := db.pool.Query(ctx, sql, w.args...)
+	sql, args := w.query(`SELECT id, edge_id, batch_id, item, item_index, sensor, reason, raw, received_at FROM rejected_readings`,
+		"id DESC", limit+1)
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list rejected items: %w", err)
 	}
@@ -313,11 +308,7 @@ func (db *DB) ListRejected(ctx context.Context, f RejectedFilter, p Page) ([]Rej
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list rejected items: %w", err)
 	}
-	next := ""
-	if len(items) > limit {
-		items = items[:limit]
-		next = encodeCursor(cursor{kind: cursorInt, i: items[limit-1].ID})
-	}
+	items, next := trimPage(items, limit, func(it RejectedItem) cursor { return cursor{kind: cursorInt, i: it.ID} })
 	return items, next, nil
 }
 
@@ -341,13 +332,9 @@ func (db *DB) ListGaps(ctx context.Context, f GapFilter, p Page) ([]GapRecord, s
 	if !f.Until.IsZero() {
 		w.add("from_time < $?", f.Until)
 	}
-	w.args = append(w.args, limit+1)
-	sql := `SELECT id, edge_id, batch_id, sensor, from_time, to_time, count, reason, seq, received_at FROM gaps`
-	if len(w.where) > 0 {
-		sql += " WHERE " + strings.Join(w.where, " AND ")
-	}
-	sql += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(w.args))
-	rows, err := db.pool.Query(ctx, sql, w.args...)
+	sql, args := w.query(`SELECT id, edge_id, batch_id, sensor, from_time, to_time, count, reason, seq, received_at FROM gaps`,
+		"id DESC", limit+1)
+	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list gaps: %w", err)
 	}
@@ -360,10 +347,6 @@ func (db *DB) ListGaps(ctx context.Context, f GapFilter, p Page) ([]GapRecord, s
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list gaps: %w", err)
 	}
-	next := ""
-	if len(gaps) > limit {
-		gaps = gaps[:limit]
-		next = encodeCursor(cursor{kind: cursorInt, i: gaps[limit-1].ID})
-	}
+	gaps, next := trimPage(gaps, limit, func(g GapRecord) cursor { return cursor{kind: cursorInt, i: g.ID} })
 	return gaps, next, nil
 }

@@ -98,10 +98,10 @@ type groupRef struct{ group, col int }
 // Builtin returns a ModelSet scoring every sensor with a built-in detector
 // (models.New names), recorded as "<name>@builtin".
 func Builtin(name string) (*ModelSet, error) {
-	if _, err := models.New(name); err != nil {
+	d, err := models.New(name)
+	if err != nil {
 		return nil, err
 	}
-	d, _ := models.New(name)
 	return &ModelSet{Default: &models.Built{
 		Ref: name + "@builtin", Kind: name, Threshold: d.Threshold(),
 		NewSensor: func() models.Detector { x, _ := models.New(name); return x },

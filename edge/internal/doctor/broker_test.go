@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"crypto/x509"
-
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/smartmaint/smartmaint/shared/testenv"
@@ -183,7 +181,7 @@ func TestBrokerTLS(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t, 10*24*time.Hour, 365*24*time.Hour)
 	expiredCert, expiredKey := filepath.Join(p.dir, "old.pem"), filepath.Join(p.dir, "old-key.pem")
-	p.issue(t, "old client", expiredCert, expiredKey, -48*time.Hour, x509.ExtKeyUsageClientAuth)
+	p.issue(t, "old client", expiredCert, expiredKey, -48*time.Hour, true)
 	other := newPKI(t, time.Hour, time.Hour) // a CA the broker does not know
 	port := testenv.FreePort(t)
 	mq := testenv.StartMosquitto(t, fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nrequire_certificate true\n", port, p.ca, p.server, p.serverKey))

@@ -2,15 +2,7 @@ package doctor
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -129,8 +121,7 @@ type pki struct {
 	dir                   string
 	ca, server, serverKey string
 	client, clientKey     string
-	caCert                *x509.Certificate
-	caKey                 *ecdsa.PrivateKey
+	caCert                *testenv.Cert
 }
 
 // newPKI writes a CA valid for a year, a server certificate valid for
@@ -147,49 +138,14 @@ func newPKI(t *testing.T, serverLife, clientLife time.Duration) *pki {
 	}
 	p := &pki{dir: dir, ca: filepath.Join(dir, "ca.pem"), server: filepath.Join(dir, "server.pem"), serverKey: filepath.Join(dir, "server-key.pem"),
 		client: filepath.Join(dir, "client.pem"), clientKey: filepath.Join(dir, "client-key.pem")}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "doctor test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caCert, _ = x509.ParseCertificate(der)
-	p.caKey = key
-	writePEM(t, p.ca, "CERTIFICATE", der)
-	p.issue(t, "server", p.server, p.serverKey, serverLife, x509.ExtKeyUsageServerAuth)
-	p.issue(t, "client", p.client, p.clientKey, clientLife, x509.ExtKeyUsageClientAuth)
+	p.caCert = testenv.NewCA(t, "doctor test CA")
+	p.caCert.WriteCert(t, p.ca)
+	p.issue(t, "server", p.server, p.serverKey, serverLife, false)
+	p.issue(t, "client", p.client, p.clientKey, clientLife, true)
 	return p
 }
 
-func (p *pki) issue(t *testing.T, cn, certFile, keyFile string, life time.Duration, usage x509.ExtKeyUsage) {
+func (p *pki) issue(t *testing.T, cn, certFile, keyFile string, life time.Duration, client bool) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	notBefore := time.Now().Add(-time.Hour)
-	if life < 0 {
-		notBefore = time.Now().Add(life - 24*time.Hour)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: notBefore, NotAfter: time.Now().Add(life),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	writePEM(t, certFile, "CERTIFICATE", der)
-	writePEM(t, keyFile, "PRIVATE KEY", kder)
-}
-
-func writePEM(t *testing.T, file, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p.caCert.Issue(t, cn, testenv.CertOptions{Client: client, Life: life}).WriteFiles(t, certFile, keyFile)
 }

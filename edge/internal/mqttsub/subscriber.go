@@ -55,12 +55,6 @@ func (m *Message) Ack() {
 	}
 }
 
-// NewMessage builds a Message that is not tied to a broker, for tests of
-// handlers and for replay.
-func NewMessage(topic string, payload []byte, received time.Time) Message {
-	return Message{Topic: topic, Payload: payload, Received: received}
-}
-
 // Handler processes received messages. HandleBatch is called concurrently
 // from several workers; it must Ack every message it has fully handled and
 // leave unacknowledged only the messages it could not store (they are
