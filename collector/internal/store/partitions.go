@@ -29,8 +29,10 @@ func partitionDay(name string) (time.Time, bool) {
 }
 
 // MaintainPartitions keeps the plain-PostgreSQL readings partitions in
-// shape: it creates one partition per UTC day from the retention cutoff to
-// PartitionsAhead days after now, drops partitions that lie wholly before
+// shape: it creates one partition per UTC day from partitionsBehind days
+// before now (or the retention cutoff, if later) to PartitionsAhead days
+// after now, plus one for every older day within retention that has rows
+// in the default partition, drops partitions that lie wholly before
 // the cutoff (now − retention), and deletes expired rows of the default
 // partition and of edge_batches, rejected_readings and gaps. Rows that
 // landed in the default partition for a day that now gets its own
@@ -74,8 +76,21 @@ func (db *DB) maintainPlain(ctx context.Context, tx pgx.Tx, now, cutoff time.Tim
 	if err != nil {
 		return err
 	}
-	first := cutoff.UTC().Truncate(24 * time.Hour)
+	cutoffDay := cutoff.UTC().Truncate(24 * time.Hour)
+	first := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -partitionsBehind)
+	if first.Before(cutoffDay) {
+		first = cutoffDay
+	}
 	last := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, db.opts.PartitionsAhead)
+	// Older days get a partition only when rows of theirs wait in the
+	// default partition (late or backfilled data): creating an empty
+	// partition for every day of a long retention in one transaction
+	// exhausts PostgreSQL's lock table (years of retention = thousands
+	// of partitions).
+	days, err := defaultPartitionDays(ctx, tx, cutoff, first)
+	if err != nil {
+		return err
+	}
 	var created, dropped []string
 	// Drop whole partitions whose upper bound is at or before the cutoff.
 	for _, name := range existing {
@@ -91,6 +106,9 @@ func (db *DB) maintainPlain(ctx context.Context, tx pgx.Tx, now, cutoff time.Tim
 		}
 	}
 	for day := first; !day.After(last); day = day.AddDate(0, 0, 1) {
+		days = append(days, day)
+	}
+	for _, day := range days {
 		name := partitionName(day)
 		if slices.Contains(existing, name) {
 			continue
@@ -108,6 +126,30 @@ func (db *DB) maintainPlain(ctx context.Context, tx pgx.Tx, now, cutoff time.Tim
 		db.log.Info("readings partitions maintained", "created", len(created), "dropped", len(dropped), "cutoff", cutoff.UTC())
 	}
 	return nil
+}
+
+// partitionsBehind is how many past days always have a partition, so
+// readings arriving late (an edge draining a backlog of up to three days)
+// go straight into one.
+const partitionsBehind = 3
+
+// defaultPartitionDays returns the UTC days in [from, to) that have rows in
+// the default partition.
+func defaultPartitionDays(ctx context.Context, tx pgx.Tx, from, to time.Time) ([]time.Time, error) {
+	rows, err := tx.Query(ctx, `SELECT DISTINCT date_bin('1 day', time, TIMESTAMPTZ '2000-01-01 00:00:00+00')
+		FROM readings_default WHERE time >= $1 AND time < $2 ORDER BY 1`, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list days in the default partition: %w", err)
+	}
+	days, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (time.Time, error) {
+		var d time.Time
+		err := r.Scan(&d)
+		return d.UTC(), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot list days in the default partition: %w", err)
+	}
+	return days, nil
 }
 
 // createPartition creates a detached table like readings, moves any rows

@@ -160,3 +160,43 @@ func TestRunMaintenanceRecreatesPartitions(t *testing.T) {
 		t.Fatalf("RunMaintenance after cancel: %v", err)
 	}
 }
+
+// TestLongRetentionCreatesFewPartitions: years of retention must not mean
+// one empty partition per day created in one transaction (that exhausted
+// PostgreSQL's lock table); old days get a partition only when data for
+// them arrives, and that data still lands and is kept.
+func TestLongRetentionCreatesFewPartitions(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := openTestDB(t, Options{Retention: 10 * 365 * 24 * time.Hour, PartitionsAhead: 2, Timescale: TimescaleOff})
+	now := time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+	if err := db.MaintainPartitions(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	// Migrate ran with the real clock; only look at the months around now.
+	if got := filterPrefix(datedPartitions(t, db), "readings_p20260"); len(got) != 6 {
+		t.Fatalf("partitions before April 2026 after maintenance: %v, want 3 days back to 2 ahead", got)
+	}
+	edge, _, err := db.RegisterEdge(ctx, "edge-long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metas, err := db.RegisterSensors(ctx, edge.ID, []string{"s/l/a/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2025, 6, 1, 8, 0, 0, 0, time.UTC) // backfill, 9 months back
+	r := wire.Reading{Sensor: "s/l/a/x", Time: old.UnixNano(), Value: 1, Seq: 1}
+	if _, err := db.WriteBatch(ctx, &BatchWrite{EdgeID: edge.ID, BatchID: "b1", Readings: []wire.Reading{r}, Nums: []int32{metas["s/l/a/x"].Num}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MaintainPartitions(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := countRows(t, db, "readings_p20250601"); n != 1 {
+		t.Fatalf("the backfilled day's partition has %d rows, want 1", n)
+	}
+	if n := countRows(t, db, "readings_default"); n != 0 {
+		t.Fatalf("default partition has %d rows, want 0", n)
+	}
+}
