@@ -43,6 +43,7 @@ type Pipeline struct {
 	stage  *detect.Stage
 	fwd    *forward.Forwarder
 	cache  *modelcache.Cache
+	mapper *mapping.Mapper
 	broker func() string
 
 	mu     sync.Mutex
@@ -72,7 +73,7 @@ func OpenPipeline(ctx context.Context, cfg *config.Config, mapper *mapping.Mappe
 	if err != nil {
 		return nil, fmt.Errorf("open buffer: %w", err)
 	}
-	p := &Pipeline{cfg: cfg, log: logger.With("component", "pipeline"), queue: q, guards: map[string]*guarded{}, broker: func() string { return "unknown" }}
+	p := &Pipeline{cfg: cfg, log: logger.With("component", "pipeline"), queue: q, mapper: mapper, guards: map[string]*guarded{}, broker: func() string { return "unknown" }}
 	fail := func(err error) (*Pipeline, error) {
 		_ = q.Close()
 		return nil, err
@@ -171,10 +172,23 @@ func (p *Pipeline) fillStatus(s *wire.Status) {
 // modelsChanged swaps a new set of downloaded models into the scoring
 // stage and starts a guard for each newly activated one.
 func (p *Pipeline) modelsChanged(set *modelcache.ActiveSet) {
+	// Models that list their sensors (or score an asset's row) go into the
+	// set as they are; univariate models without a sensor list apply to
+	// whatever their manifest target selects (a sensor glob, a sensor type
+	// or the whole edge), resolved per sensor through ModelSet.Match.
 	var loaded []*models.Built
+	seen := map[string]bool{} // one model promoted to several targets is loaded once
+	targeted := false
 	refs := make([]wire.ModelRef, 0, len(set.Entries))
 	for _, a := range set.Entries {
-		loaded = append(loaded, a.Model.Built)
+		b := a.Model.Built
+		switch {
+		case b.NewRow == nil && len(b.Sensors) == 0:
+			targeted = true
+		case !seen[b.Ref]:
+			seen[b.Ref] = true
+			loaded = append(loaded, b)
+		}
 		n := 0
 		if a.Model.Payload != nil {
 			n = len(a.Model.Payload.Sensors)
@@ -185,6 +199,9 @@ func (p *Pipeline) modelsChanged(set *modelcache.ActiveSet) {
 	if err != nil {
 		p.log.Error("new models refused; keeping the previous set", "err", err)
 		return
+	}
+	if targeted {
+		ms.Match = func(sensor string) *models.Built { return p.matchTarget(set, sensor) }
 	}
 	if err := p.stage.SetModels(ms); err != nil {
 		p.log.Error("new models refused; keeping the previous set", "err", err)
@@ -207,6 +224,29 @@ func (p *Pipeline) modelsChanged(set *modelcache.ActiveSet) {
 	}
 	p.guards = keep
 	p.log.Info("models active", "count", len(refs))
+}
+
+// matchTarget returns the univariate model whose manifest target selects
+// sensor (the most specific target wins, see modelcache.ActiveSet.Resolve),
+// or nil. A model whose artifact names a sensor type only applies to
+// sensors whose profile has that type.
+func (p *Pipeline) matchTarget(set *modelcache.ActiveSet, sensor string) *models.Built {
+	typ := ""
+	if pr, ok := p.mapper.Profile(sensor); ok && pr != nil {
+		typ = pr.Type
+	}
+	a, ok := set.Resolve(sensor, typ)
+	if !ok {
+		return nil
+	}
+	b := a.Model.Built
+	if b == nil || b.NewSensor == nil || b.NewRow != nil || len(b.Sensors) > 0 {
+		return nil
+	}
+	if b.SensorType != "" && b.SensorType != typ {
+		return nil
+	}
+	return b
 }
 
 // watchGuards feeds the scoring counts of the current model set to the

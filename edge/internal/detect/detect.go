@@ -77,6 +77,13 @@ type ModelSet struct {
 	Default *models.Built
 	// BySensor maps a sensor id to its univariate model.
 	BySensor map[string]*models.Built
+	// Match, when set, chooses a univariate model for a sensor that
+	// BySensor does not name, before Default: the model cache uses it for
+	// models promoted to a target (a sensor glob, a sensor type, the whole
+	// edge) rather than to listed sensors. It returns nil for "no match".
+	// It is called once per sensor when the sensor's state is created, and
+	// must be safe for concurrent use.
+	Match func(sensor string) *models.Built
 	// Assets are groups of sensors scored together.
 	Assets []AssetGroup
 
@@ -127,6 +134,11 @@ func (ms *ModelSet) index() error {
 func (ms *ModelSet) sensorModel(sensor string) *models.Built {
 	if b, ok := ms.BySensor[sensor]; ok {
 		return b
+	}
+	if ms.Match != nil {
+		if b := ms.Match(sensor); b != nil {
+			return b
+		}
 	}
 	return ms.Default
 }

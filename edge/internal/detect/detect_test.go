@@ -295,3 +295,36 @@ func TestBuildSet(t *testing.T) {
 		t.Errorf("empty set: %v %v", def, err)
 	}
 }
+
+// TestMatchChoosesTargetedModels: a model set's Match hook picks the model
+// for sensors that BySensor does not name, ahead of the default.
+func TestMatchChoosesTargetedModels(t *testing.T) {
+	set := scriptedSet("default@1")
+	listed := &models.Built{Ref: "listed@1", Kind: "scripted", Threshold: 0.5, NewSensor: func() models.Detector { return scripted{} }}
+	vib := &models.Built{Ref: "vib@2", Kind: "scripted", Threshold: 0.5, NewSensor: func() models.Detector { return scripted{} }}
+	set.BySensor = map[string]*models.Built{"p1/vib_x": listed}
+	set.Match = func(sensor string) *models.Built {
+		if len(sensor) > 6 && sensor[3:6] == "vib" {
+			return vib
+		}
+		return nil
+	}
+	next := &sink{}
+	st, err := New(next, nil, set, DefaultEventConfig(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"p1/vib_x", "p1/vib_y", "p1/temp"} {
+		if err := st.Write(context.Background(), readings(s, 0.1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]string{}
+	for _, r := range next.rs {
+		got[r.Sensor] = r.Model
+	}
+	want := map[string]string{"p1/vib_x": "listed@1", "p1/vib_y": "vib@2", "p1/temp": "default@1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("models by sensor (-want +got):\n%s", diff)
+	}
+}

@@ -15,8 +15,11 @@ import (
 //     after the model;
 //   - sensors no model names get the built-in default ensemble.
 //
-// Models selected by sensor type are not supported yet (the stage does not
-// know sensor types); BuildSet refuses them rather than ignore them.
+// Univariate models without a sensor list that are promoted to a target (a
+// sensor glob, a sensor type, the whole edge) are resolved per sensor by
+// the caller through ModelSet.Match (edge/internal/agent does this with the
+// model cache's targets); given here, a model selected by sensor type is
+// refused rather than ignored, since BuildSet knows no sensor types.
 func BuildSet(loaded []*models.Built) (*ModelSet, error) {
 	set, err := Builtin(models.NameEnsemble)
 	if err != nil {
