@@ -263,14 +263,13 @@ func (s *Service) ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wi
 		return nil, s.classify(err), s.wrapDB(err)
 	}
 	res, err := s.write(ctx, w)
+	result := "stored"
 	if err != nil && !store.Temporary(err) && !errors.Is(err, context.Canceled) {
 		// A permanent database error would fail this batch forever and
 		// block the edge's queue: dead-letter every item instead.
 		s.log.Error("batch failed permanently; storing all items as dead letters", "edge", edgeID, "batch", b.BatchID, "err", err)
 		res, err = s.write(ctx, poisonWrite(edgeID, b))
-		if err == nil {
-			s.m.batches.WithLabelValues("poisoned").Inc()
-		}
+		result = "poisoned"
 	}
 	if err != nil {
 		return nil, s.classify(err), s.wrapDB(err)
@@ -292,7 +291,7 @@ func (s *Service) ingest(ctx context.Context, edgeID string, b *wire.Batch) (*wi
 	if res.CopyFallback {
 		s.m.copyFallbacks.Inc()
 	}
-	return resp, "stored", nil
+	return resp, result, nil
 }
 
 // write runs WriteBatch under the write deadline, retrying deadlocks and

@@ -331,6 +331,12 @@ func TestIngestPoisonBatch(t *testing.T) {
 	if err != nil || good.Accepted != 1 {
 		t.Fatalf("batch after poison: %+v, %v", good, err)
 	}
+	// Each batch is counted once, under its own result.
+	for result, want := range map[string]float64{"poisoned": 1, "replayed": 1, "stored": 1} {
+		if got := testutil.ToFloat64(f.svc.m.batches.WithLabelValues(result)); got != want {
+			t.Errorf("batches{result=%q} = %v, want %v", result, got, want)
+		}
+	}
 }
 
 // TestIngestOverload: with one write slot and no waiting room, a second

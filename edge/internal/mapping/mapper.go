@@ -15,6 +15,8 @@
 package mapping
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -364,6 +366,14 @@ func (m *Mapper) jsonItem(dst []wire.Reading, r *route, item, rootTS []byte, rec
 			}
 			if raw[0] == '"' {
 				name = raw[1 : len(raw)-1]
+				if bytes.IndexByte(name, '\\') >= 0 {
+					// Escapes (rare): decode them, so "a\/b" names a/b.
+					var unq string
+					if err := json.Unmarshal(raw, &unq); err != nil {
+						return dst, reject(ReasonBadPayload, "sensor name at %q: %v", s.cfg.JSON.Sensor, err)
+					}
+					name = []byte(unq)
+				}
 			} else if raw[0] == '{' || raw[0] == '[' {
 				return dst, reject(ReasonNoSensor, "sensor name at %q is not a string", s.cfg.JSON.Sensor)
 			} else {

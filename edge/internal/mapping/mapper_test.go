@@ -170,6 +170,9 @@ var itemsCases = []mapCase{
 		},
 		reasons: []string{ReasonNoProfile, ReasonNoSensor, ReasonBadValue}},
 	{name: "no array", topic: "site/s1/plc3/analog", payload: `{"channels": 5}`, reasons: []string{ReasonBadPayload}},
+	{name: "escaped sensor name", topic: "site/s1/plc3/analog",
+		payload: `{"time":"2026-11-26T10:00:00Z","channels":[{"tag":"AI\u0030\u0035","mA":7}]}`,
+		want:    []wire.Reading{{Sensor: "s1/plc3/ai/AI05", Time: ms("2026-11-26T10:00:00Z"), Value: 7}}},
 }
 
 func TestMapJSONItems(t *testing.T) {
