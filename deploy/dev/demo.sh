@@ -174,6 +174,15 @@ cat >&2 <<INFO
 INFO
 
 # Report progress until Ctrl-C: readings stored, alerts, notifications.
+if ! command -v curl >/dev/null; then
+	say "curl is not installed, so no progress lines; the demo runs until Ctrl-C"
+	while true; do
+		for p in "${PIDS[@]}"; do
+			kill -0 "$p" 2>/dev/null || die "a demo process stopped unexpectedly; see the logs in .demo/"
+		done
+		sleep 5
+	done
+fi
 api() { curl -fsS -H "Authorization: Bearer $VIEWER" "http://127.0.0.1:$PORT$1" 2>/dev/null || true; }
 first_alert=""
 start=$(date +%s)
