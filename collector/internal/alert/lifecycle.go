@@ -251,7 +251,8 @@ func (p Policy) nextEscalation(a *Alert) (time.Time, bool) {
 }
 
 // NextDue is the earliest time at which Due may return something other
-// than None (zero when never). The sweeper uses it to find due alerts.
+// than None (zero when never). The sweeper does not use it: it finds due
+// alerts with one SQL query that encodes the same rules (sweepOnce).
 func (p Policy) NextDue(a *Alert) time.Time {
 	if !a.Active() {
 		return time.Time{}
