@@ -97,7 +97,8 @@ type Config struct {
 	Now func() time.Time
 	// EventMaxAttempts is how many times an event is tried (live, then
 	// by the sweeper) before it is marked failed and no longer retried
-	// (DefaultEventMaxAttempts when 0).
+	// (DefaultEventMaxAttempts when 0). The sweeper retries an event
+	// that failed live at least once, whatever this is.
 	EventMaxAttempts int
 	// EventRetryGrace is how old (received) an unprocessed event must be
 	// before the sweeper retries it, so it never competes with the

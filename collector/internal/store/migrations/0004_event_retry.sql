@@ -11,3 +11,7 @@ ALTER TABLE events ADD COLUMN IF NOT EXISTS failed_at timestamptz;
 -- The sweeper claims pending events oldest event time first.
 CREATE INDEX IF NOT EXISTS events_pending_idx ON events (time, id)
     WHERE processed_at IS NULL AND failed_at IS NULL AND seq > 0;
+-- ... and looks for older pending events of the same sensors, to keep
+-- event-time order per sensor.
+CREATE INDEX IF NOT EXISTS events_pending_sensor_idx ON events (sensor, time)
+    WHERE processed_at IS NULL AND failed_at IS NULL AND seq > 0;
