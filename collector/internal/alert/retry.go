@@ -40,7 +40,7 @@ type givenUp struct {
 // own savepoint: a failure rolls back that event only. Order is kept: an
 // event waits while an older one of its sensor and rule is still pending
 // (failed in this sweep, or held by another replica). A failed attempt is
-// counted on the event; at EventMaxAttempts it is marked failed (failed_at,
+// counted on the event (attempts counts failures only); at EventMaxAttempts it is marked failed (failed_at,
 // last_error), logged at Error and counted, and no longer blocks the
 // events after it. Events with seq 0 are not retried: the live path
 // identifies events by edge and seq, so it cannot mark them processed and
@@ -69,7 +69,7 @@ func (p *Processor) retryEvents(ctx context.Context, now time.Time) (processed i
 			}
 			retried++
 			err := p.applyEvents(ctx, tx, []wire.Event{pe.ev}, now, func() error {
-				_, err := tx.Exec(ctx, `UPDATE events SET processed_at = $2, attempts = attempts + 1 WHERE id = $1`, pe.id, now)
+				_, err := tx.Exec(ctx, `UPDATE events SET processed_at = $2 WHERE id = $1`, pe.id, now)
 				return err
 			})
 			if err == nil {

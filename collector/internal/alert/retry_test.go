@@ -181,7 +181,7 @@ func TestRetryFailedEvents(t *testing.T) {
 			t.Fatalf("later sweep: %d changes, err %v; want 0", n, err)
 		}
 	}
-	want = []eventRow{{"p/l/a/temp", 1, true, 2, false, ""}, {"p/l/b/temp", 2, true, 2, false, ""}, {"p/l/a/temp", 3, true, 2, false, ""}}
+	want = []eventRow{{"p/l/a/temp", 1, true, 1, false, ""}, {"p/l/b/temp", 2, true, 1, false, ""}, {"p/l/a/temp", 3, true, 1, false, ""}}
 	if d := cmp.Diff(want, errorsOnly(r.events())); d != "" {
 		t.Errorf("events after the retry (-want +got):\n%s", d)
 	}
@@ -250,11 +250,11 @@ func TestRetryTwoSweepers(t *testing.T) {
 		}
 	}
 	var unprocessed, wrongAttempts, alerts, cleared int
-	r.db.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE processed_at IS NULL), count(*) FILTER (WHERE attempts <> 2)
+	r.db.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE processed_at IS NULL), count(*) FILTER (WHERE attempts <> 1)
 		FROM events`).Scan(&unprocessed, &wrongAttempts)
 	r.db.Pool().QueryRow(ctx, `SELECT count(*), count(clear_since) FROM alerts`).Scan(&alerts, &cleared)
 	if unprocessed != 0 || wrongAttempts != 0 || alerts != n || cleared != n {
-		t.Errorf("unprocessed events %d, events not tried exactly twice %d, alerts %d, cleared %d; want 0, 0, %d, %d",
+		t.Errorf("unprocessed events %d, events without exactly one failed attempt %d, alerts %d, cleared %d; want 0, 0, %d, %d",
 			unprocessed, wrongAttempts, alerts, cleared, n, n)
 	}
 }
@@ -295,8 +295,8 @@ func TestPoisonEvent(t *testing.T) {
 	got := r.events()
 	want := []eventRow{
 		{"p/l/poison/temp", 1, false, 3, true, ""},
-		{"p/l/poison/temp", 2, true, 2, false, ""},
-		{"p/l/good/temp", 3, true, 2, false, ""},
+		{"p/l/poison/temp", 2, true, 1, false, ""},
+		{"p/l/good/temp", 3, true, 1, false, ""},
 		{"p/l/late/temp", 4, true, 0, false, ""},
 	}
 	if d := cmp.Diff(want, errorsOnly(got)); d != "" {
