@@ -10,6 +10,9 @@
 // carried them (Processor.ProcessEvents is a store.EventsHook), so an
 // alert, its audit row and its notifications (through the Notifier, a
 // transactional outbox) commit together with the batch or not at all.
+// Events whose processing failed stay unprocessed and are retried by the
+// sweeper (Processor.Sweep) through the same code, until they succeed or
+// are given up after Config.EventMaxAttempts.
 //
 // The timing rules are pure (Policy, Apply, Due) and tested with
 // testing/synctest; the database code only loads, applies and stores.
@@ -251,7 +254,8 @@ func (p Policy) nextEscalation(a *Alert) (time.Time, bool) {
 }
 
 // NextDue is the earliest time at which Due may return something other
-// than None (zero when never). The sweeper uses it to find due alerts.
+// than None (zero when never). The sweeper does not use it: it finds due
+// alerts with one SQL query that encodes the same rules (sweepOnce).
 func (p Policy) NextDue(a *Alert) time.Time {
 	if !a.Active() {
 		return time.Time{}

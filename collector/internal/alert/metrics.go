@@ -11,6 +11,10 @@ import (
 type metrics struct {
 	transitions *prometheus.CounterVec
 	eventErrors prometheus.Counter
+	// eventsRetried counts events the sweeper tried again; eventsFailed
+	// those given up after EventMaxAttempts.
+	eventsRetried prometheus.Counter
+	eventsFailed  prometheus.Counter
 }
 
 func newMetrics(p *Processor, reg prometheus.Registerer) *metrics {
@@ -23,9 +27,17 @@ func newMetrics(p *Processor, reg prometheus.Registerer) *metrics {
 			Name: "smartmaint_collector_alert_event_errors_total",
 			Help: "Batches whose events could not be turned into alerts (events kept unprocessed).",
 		}),
+		eventsRetried: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smartmaint_collector_alert_event_retries_total",
+			Help: "Retries by the sweeper of events that failed alert processing (one per event and attempt).",
+		}),
+		eventsFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smartmaint_collector_alert_events_failed_total",
+			Help: "Events given up after the configured number of failed attempts (events.failed_at set).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.transitions, m.eventErrors, &stateCollector{p: p})
+		reg.MustRegister(m.transitions, m.eventErrors, m.eventsRetried, m.eventsFailed, &stateCollector{p: p})
 	}
 	return m
 }

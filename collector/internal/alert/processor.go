@@ -95,7 +95,24 @@ type Config struct {
 	BaseURL string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// EventMaxAttempts is how many times an event is tried (live, then
+	// by the sweeper) before it is marked failed and no longer retried
+	// (DefaultEventMaxAttempts when 0). The sweeper retries an event
+	// that failed live at least once, whatever this is.
+	EventMaxAttempts int
+	// EventRetryGrace is how old (received) an unprocessed event must be
+	// before the sweeper retries it, so it never competes with the
+	// ingest transaction that stored it (DefaultEventRetryGrace when 0).
+	EventRetryGrace time.Duration
 }
+
+// Event retry defaults: five attempts are a minute or so of sweeps, enough
+// to ride out a short disturbance, few enough that a poison event is
+// reported soon; the grace is far longer than any ingest transaction.
+const (
+	DefaultEventMaxAttempts = 5
+	DefaultEventRetryGrace  = 30 * time.Second
+)
 
 // Processor applies events and timed transitions to alerts in PostgreSQL.
 // It is safe for concurrent use.
@@ -112,6 +129,12 @@ type Processor struct {
 func New(pool *pgxpool.Pool, cfg Config, notifier Notifier, logger *slog.Logger, reg prometheus.Registerer) *Processor {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.EventMaxAttempts <= 0 {
+		cfg.EventMaxAttempts = DefaultEventMaxAttempts
+	}
+	if cfg.EventRetryGrace <= 0 {
+		cfg.EventRetryGrace = DefaultEventRetryGrace
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	p := &Processor{pool: pool, cfg: cfg, notify: notifier, log: logger.With("component", "alert")}
@@ -180,8 +203,10 @@ func nullText(s string) *string {
 // applied in (sensor, rule, time) order, which also fixes the lock order
 // between concurrent batches. A temporary database error fails the batch
 // (the edge retries it); any other error is logged, the alert changes are
-// rolled back to a savepoint and the events stay in the events table with
-// processed_at unset, so a bad event can never block readings.
+// rolled back to a savepoint, the failed attempt is recorded on the events
+// (attempts, last_error) and they stay in the events table with
+// processed_at unset, so a bad event can never block readings. The
+// sweeper retries them later (Sweep).
 func (p *Processor) ProcessEvents(ctx context.Context, tx *pgx.Conn, edgeID string, events []wire.Event) error {
 	return p.processEvents(ctx, tx, edgeID, events)
 }
@@ -190,6 +215,49 @@ func (p *Processor) processEvents(ctx context.Context, tx DBTX, edgeID string, e
 	if len(events) == 0 {
 		return nil
 	}
+	var seqs []int64
+	for i := range events {
+		if events[i].Seq > 0 {
+			seqs = append(seqs, int64(events[i].Seq))
+		}
+	}
+	now := p.cfg.Now().UTC()
+	err := p.applyEvents(ctx, tx, events, now, func() error {
+		if len(seqs) == 0 {
+			return nil
+		}
+		_, err := tx.Exec(ctx, `UPDATE events SET processed_at = $3 WHERE edge_id = $1 AND seq = ANY($2)`, edgeID, seqs, now)
+		return err
+	})
+	var rb *rolledBack
+	if !errors.As(err, &rb) {
+		return err // nil, temporary (the batch is retried) or the transaction is broken
+	}
+	p.m.eventErrors.Inc()
+	p.log.Error("cannot turn events into alerts; events kept unprocessed for the sweeper to retry", "edge", edgeID, "err", err)
+	if len(seqs) > 0 {
+		if _, rerr := tx.Exec(ctx, `UPDATE events SET attempts = attempts + 1, last_error = $3
+			WHERE edge_id = $1 AND seq = ANY($2)`, edgeID, seqs, err.Error()); rerr != nil {
+			return fmt.Errorf("cannot record failed attempt on events: %w (after %v)", rerr, err)
+		}
+	}
+	return nil
+}
+
+// rolledBack wraps an event error after its alert changes were rolled
+// back to the savepoint (the transaction is usable again).
+type rolledBack struct{ err error }
+
+func (e *rolledBack) Error() string { return e.err.Error() }
+func (e *rolledBack) Unwrap() error { return e.err }
+
+// applyEvents is the one path from events to alerts, used by the ingest
+// hook and the sweeper's retries: inside a savepoint it applies events in
+// (sensor, rule, time) order and then runs mark (which records them
+// processed). On error the savepoint is rolled back (unless the error is
+// temporary or the context ended: then the caller's transaction is
+// abandoned anyway) and the error returned.
+func (p *Processor) applyEvents(ctx context.Context, tx DBTX, events []wire.Event, now time.Time, mark func() error) error {
 	if _, err := tx.Exec(ctx, `SAVEPOINT alert_events`); err != nil {
 		return fmt.Errorf("cannot take savepoint for alerts: %w", err)
 	}
@@ -203,20 +271,17 @@ func (p *Processor) processEvents(ctx context.Context, tx DBTX, edgeID string, e
 		ea, eb := &events[a], &events[b]
 		return cmp.Or(strings.Compare(ea.Sensor, eb.Sensor), strings.Compare(keys[a], keys[b]), cmp.Compare(ea.Time, eb.Time))
 	})
-	now := p.cfg.Now().UTC()
 	var err error
-	var seqs []int64
 	for _, i := range order {
 		if err = p.apply(ctx, tx, &events[i], now); err != nil {
 			err = fmt.Errorf("event %d of sensor %q (rule %q): %w", i, events[i].Sensor, events[i].Rule, err)
 			break
 		}
-		if events[i].Seq > 0 {
-			seqs = append(seqs, int64(events[i].Seq))
-		}
 	}
-	if err == nil && len(seqs) > 0 {
-		_, err = tx.Exec(ctx, `UPDATE events SET processed_at = $3 WHERE edge_id = $1 AND seq = ANY($2)`, edgeID, seqs, now)
+	if err == nil {
+		if err = mark(); err != nil {
+			err = fmt.Errorf("cannot mark events processed: %w", err)
+		}
 	}
 	if err == nil {
 		if _, err = tx.Exec(ctx, `RELEASE SAVEPOINT alert_events`); err == nil {
@@ -226,12 +291,10 @@ func (p *Processor) processEvents(ctx context.Context, tx DBTX, edgeID string, e
 	if store.Temporary(err) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	p.m.eventErrors.Inc()
-	p.log.Error("cannot turn events into alerts; events kept unprocessed", "edge", edgeID, "err", err)
 	if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT alert_events`); rerr != nil {
 		return fmt.Errorf("cannot roll back alert changes: %w (after %v)", rerr, err)
 	}
-	return nil
+	return &rolledBack{err}
 }
 
 // apply applies one event.

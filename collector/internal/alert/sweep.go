@@ -2,6 +2,7 @@ package alert
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -12,19 +13,26 @@ import (
 // sweepBatch bounds the alerts one sweep transaction locks.
 const sweepBatch = 200
 
-// Sweep applies the timed transitions (auto-resolve, escalation) that are
-// due at now, in transactions of at most sweepBatch alerts. Due alerts are
-// claimed with FOR UPDATE SKIP LOCKED, so several collector replicas may
-// sweep at once: each alert is handled by exactly one, and an alert being
-// changed by ingest or a person is simply left for the next sweep. It
-// returns the number of transitions made.
+// Sweep first retries events that failed alert processing (retryEvents:
+// at most one bounded batch, received at least EventRetryGrace before
+// now), then applies the timed transitions (auto-resolve, escalation)
+// that are due at now, in transactions of at most sweepBatch alerts. Due
+// alerts and events are claimed with FOR UPDATE SKIP LOCKED, so several
+// collector replicas may sweep at once: each is handled by exactly one,
+// and an alert being changed by ingest or a person is simply left for the
+// next sweep. It returns the number of events retried successfully plus
+// the transitions made.
 func (p *Processor) Sweep(ctx context.Context, now time.Time) (int, error) {
-	total := 0
+	now = now.UTC()
+	total, rerr := p.retryEvents(ctx, now)
+	if ctx.Err() != nil {
+		return total, rerr
+	}
 	for {
-		n, claimed, err := p.sweepOnce(ctx, now.UTC())
+		n, claimed, err := p.sweepOnce(ctx, now)
 		total += n
 		if err != nil || claimed < sweepBatch {
-			return total, err
+			return total, errors.Join(rerr, err)
 		}
 	}
 }
@@ -88,13 +96,14 @@ func (p *Processor) sweepOnce(ctx context.Context, now time.Time) (done, claimed
 	return done, claimed, nil
 }
 
-// Sweepable applies due timed transitions; *Processor is one.
+// Sweepable retries failed events and applies due timed transitions;
+// *Processor is one.
 type Sweepable interface {
 	Sweep(ctx context.Context, now time.Time) (int, error)
 }
 
-// DefaultSweepInterval: how often due alerts are looked for. Auto-resolve
-// and escalation happen at most this late; 15 s is well below any
+// DefaultSweepInterval: how often due alerts and failed events are
+// looked for. Auto-resolve and escalation happen at most this late; 15 s is well below any
 // sensible escalation time and costs one indexed query.
 const DefaultSweepInterval = 15 * time.Second
 
@@ -124,7 +133,7 @@ func (w *Sweeper) Run(ctx context.Context) {
 		if n, err := w.S.Sweep(ctx, now()); err != nil && ctx.Err() == nil {
 			w.Log.Warn("alert sweep failed; will retry", "component", "alert", "err", err)
 		} else if n > 0 {
-			w.Log.Info("alert sweep", "component", "alert", "transitions", n)
+			w.Log.Info("alert sweep", "component", "alert", "changes", n)
 		}
 		select {
 		case <-ctx.Done():

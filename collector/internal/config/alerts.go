@@ -18,8 +18,15 @@ type Alerts struct {
 	// disables).
 	EscalateAfter  time.Duration `yaml:"escalate_after"`
 	MaxEscalations int           `yaml:"max_escalations"`
-	// SweepInterval is how often due auto-resolves and escalations run.
+	// SweepInterval is how often due auto-resolves and escalations run,
+	// and events that failed alert processing are retried.
 	SweepInterval time.Duration `yaml:"sweep_interval"`
+	// EventMaxAttempts: an event that failed alert processing this many
+	// times (live, then by the sweeper) is given up (events.failed_at).
+	EventMaxAttempts int `yaml:"event_max_attempts"`
+	// EventRetryGrace: the sweeper retries an unprocessed event only once
+	// it was received at least this long ago.
+	EventRetryGrace time.Duration `yaml:"event_retry_grace"`
 	// PublicBaseURL is the collector's URL as people reach it, for links in
 	// notifications (e.g. https://collector.example.com).
 	PublicBaseURL string `yaml:"public_base_url"`
@@ -111,7 +118,8 @@ type Route struct {
 // alert.DefaultPolicy and notify.DefaultOptions for why.
 func defaultAlerts() Alerts {
 	return Alerts{AutoResolveAfter: 10 * time.Minute, EscalateAfter: 30 * time.Minute, MaxEscalations: 3,
-		SweepInterval: 15 * time.Second, PublicBaseURL: "http://localhost:8080"}
+		SweepInterval: 15 * time.Second, EventMaxAttempts: 5, EventRetryGrace: 30 * time.Second,
+		PublicBaseURL: "http://localhost:8080"}
 }
 
 func defaultNotify() Notify {
@@ -143,6 +151,12 @@ func (c *Config) alertProblems() []error {
 	}
 	if a.SweepInterval < time.Second {
 		bad("alerts.sweep_interval", "must be at least 1s, got %s", a.SweepInterval)
+	}
+	if a.EventMaxAttempts < 1 {
+		bad("alerts.event_max_attempts", "must be at least 1, got %d", a.EventMaxAttempts)
+	}
+	if a.EventRetryGrace < time.Second {
+		bad("alerts.event_retry_grace", "must be at least 1s, got %s", a.EventRetryGrace)
 	}
 	if u, err := url.Parse(a.PublicBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("alerts.public_base_url", "must be an http(s) URL such as https://collector.example.com")

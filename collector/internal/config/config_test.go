@@ -30,7 +30,8 @@ func TestLoadGood(t *testing.T) {
 		Ingest: Ingest{FutureTolerance: 2 * time.Minute, AutoRegister: "off", MaxInFlight: 8, MaxQueue: 32,
 			QueueTimeout: time.Second, WriteTimeout: 20 * time.Second, RetryAfter: 10 * time.Second, SensorCacheTTL: time.Minute},
 		Alerts: Alerts{AutoResolveAfter: 5 * time.Minute, EscalateAfter: 15 * time.Minute, MaxEscalations: 2,
-			SweepInterval: 10 * time.Second, PublicBaseURL: "https://collector.example.com"},
+			SweepInterval: 10 * time.Second, EventMaxAttempts: 7, EventRetryGrace: 45 * time.Second,
+			PublicBaseURL: "https://collector.example.com"},
 		Notify: Notify{Workers: true, PollInterval: 2 * time.Second, GroupWindow: 30 * time.Second, MaxGroup: 10,
 			MaxAttempts: 12, BackoffMin: 2 * time.Second, BackoffMax: 5 * time.Minute, SendTimeout: 10 * time.Second,
 			Channels: []Channel{

@@ -50,8 +50,10 @@ func newAlerting(pool *pgxpool.Pool, cfg config.Config, getenv func(string) stri
 	outbox := &notify.Outbox{Router: notify.NewRouter(names, cfg.Notify.Routes)}
 	ac := cfg.Alerts
 	a.proc = alert.New(pool, alert.Config{
-		Policy:  alert.Policy{AutoResolveAfter: ac.AutoResolveAfter, EscalateAfter: ac.EscalateAfter, MaxEscalations: ac.MaxEscalations},
-		BaseURL: ac.PublicBaseURL,
+		Policy:           alert.Policy{AutoResolveAfter: ac.AutoResolveAfter, EscalateAfter: ac.EscalateAfter, MaxEscalations: ac.MaxEscalations},
+		BaseURL:          ac.PublicBaseURL,
+		EventMaxAttempts: ac.EventMaxAttempts,
+		EventRetryGrace:  ac.EventRetryGrace,
 	}, outbox, logger, reg)
 	a.sweeper = &alert.Sweeper{S: a.proc, Interval: ac.SweepInterval, Log: logger}
 	m := notify.NewMetrics(reg, pool)
