@@ -111,10 +111,14 @@ func (d Dir) path(key string) (string, error) {
 	if d.Root == "" {
 		return "", errors.New("object directory is not set")
 	}
-	if key == "" || strings.Contains(key, `\`) || !filepath.IsLocal(filepath.FromSlash(key)) || key == lockFile {
+	if key == "" || strings.Contains(key, `\`) || !filepath.IsLocal(filepath.FromSlash(key)) {
 		return "", fmt.Errorf("object key %q is not a relative path inside %s", key, d.Root)
 	}
-	return filepath.Join(d.Root, filepath.FromSlash(key)), nil
+	p := filepath.Join(d.Root, filepath.FromSlash(key))
+	if p == filepath.Clean(d.Root) || p == filepath.Join(d.Root, lockFile) {
+		return "", fmt.Errorf("object key %q names %s itself, not an object in it", key, d.Root)
+	}
+	return p, nil
 }
 
 const lockFile = ".lock"
