@@ -122,6 +122,9 @@ var (
 	// ErrVerify: the Verifier refused the artifact (bad signature,
 	// untrusted key, undecodable).
 	ErrVerify = errors.New("artifact verification failed")
+	// ErrNoManifest: the store holds no manifest yet (nothing published
+	// or promoted); the edge keeps its cached or built-in models.
+	ErrNoManifest = errors.New("no model manifest published yet")
 )
 
 // Active is one target's model in use.
@@ -278,8 +281,19 @@ func (c *Cache) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(c.o.PollInterval)
 	defer t.Stop()
+	noManifest := false // said so once; a fresh store is not a fault
 	for {
-		if _, err := c.Poll(ctx); err != nil && ctx.Err() == nil {
+		_, err := c.Poll(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			noManifest = false
+		case errors.Is(err, ErrNoManifest):
+			if !noManifest {
+				c.log.Info("no model manifest in the store yet; keeping the current models until one is published", "err", err)
+			}
+			noManifest = true
+		default:
+			noManifest = false
 			c.log.Warn("model manifest poll failed; keeping the current models", "err", err)
 		}
 		select {
@@ -408,6 +422,9 @@ func (c *Cache) poll(ctx context.Context) (PollResult, error) {
 	out, err := c.o.Store.Get(ctx, key, etag, mm.MaxSize)
 	if errors.Is(err, objstore.ErrNotModified) {
 		return NotModified, nil
+	}
+	if errors.Is(err, objstore.ErrNotFound) {
+		return PollError, fmt.Errorf("%w: %w", ErrNoManifest, err)
 	}
 	if err != nil {
 		return PollError, fmt.Errorf("manifest: %w", err)
