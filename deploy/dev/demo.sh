@@ -9,6 +9,10 @@
 #   collector   sm-collector on 127.0.0.1:8080 with a signed-webhook channel
 #   webhooks    `sm-collector notify receive`, printing every notification
 #   edge        sm-edge with the example site config (built-in detectors)
+#   models      a local directory (.demo/models) as the model store: after
+#               SM_DEMO_TRAIN_AFTER seconds (150) a PCA model is trained from one
+#               pump's stored history, signed, published there and promoted, and
+#               the edge picks it up (its trusted key comes from `models keygen`)
 #   plant       `sm-edge simulate`: 5 pumps × 7 sensors at 1 Hz, first fault within 90 s
 #
 # Everything lives in .demo/ and stops on Ctrl-C. Ports: SM_DEMO_PORT (8080).
@@ -21,6 +25,7 @@ PORT=${SM_DEMO_PORT:-8080}
 BROKER_PORT=${SM_DEMO_BROKER_PORT:-18830}
 PGPORT_PRIVATE=${SM_DEMO_PGPORT:-55432}
 ASSETS=${SM_DEMO_ASSETS:-5}
+TRAIN_AFTER=${SM_DEMO_TRAIN_AFTER:-150}
 
 say() { printf '\033[1mdemo:\033[0m %s\n' "$*" >&2; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
@@ -87,6 +92,11 @@ fi
 "$BIN/sm-collector" edge register --name demo-line1 >"$DEMO/edge.token" 2>>"$DEMO/migrate.log"
 "$BIN/sm-collector" apikey create --name demo-viewer --role viewer >"$DEMO/viewer.key" 2>>"$DEMO/migrate.log"
 "$BIN/sm-collector" apikey create --name demo-operator --role operator >"$DEMO/operator.key" 2>>"$DEMO/migrate.log"
+# Model store: a local directory (same layout as an S3 bucket) and a signing key.
+export SM_COLLECTOR_MODELS_DIR=$DEMO/models
+mkdir -p "$SM_COLLECTOR_MODELS_DIR"
+"$BIN/sm-collector" models keygen --out "$DEMO/models.key" >"$DEMO/models.pub" 2>>"$DEMO/migrate.log" ||
+	die "models keygen failed; see .demo/migrate.log"
 export SM_DEMO_WEBHOOK_SECRET
 SM_DEMO_WEBHOOK_SECRET=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 WEBHOOK_PORT=$((PORT + 19))
@@ -140,6 +150,13 @@ fi
 		-e "s#^  status_interval: 30s#  status_interval: 10s#" \
 		-e "s#^  format: json       \# json#  format: text       \# json#" \
 		>"$DEMO/edge.yaml"
+cat >>"$DEMO/edge.yaml" <<YAML
+
+models:
+  dir: $SM_COLLECTOR_MODELS_DIR
+  poll_interval: 10s
+  trusted_keys: ["$(cat "$DEMO/models.pub")"]
+YAML
 "$BIN/sm-edge" config validate --config "$DEMO/edge.yaml" >/dev/null 2>"$DEMO/edge-validate.log" ||
 	die "the demo edge config does not validate; see .demo/edge-validate.log"
 ADMIN=127.0.0.1:$((PORT + 1390))
@@ -166,6 +183,7 @@ cat >&2 <<INFO
   edge status    bin/sm-edge status --admin $ADMIN
   edge metrics   http://$ADMIN/metrics
   webhooks       .demo/webhooks.jsonl (signed notifications, verified on receipt)
+  models         .demo/models (manifest + signed artifacts); a model is trained at ${TRAIN_AFTER}s
   ground truth   .demo/truth.jsonl (the faults the simulator injected)
   logs           .demo/*.log
 
@@ -184,7 +202,44 @@ if ! command -v curl >/dev/null; then
 	done
 fi
 api() { curl -fsS -H "Authorization: Bearer $VIEWER" "http://127.0.0.1:$PORT$1" 2>/dev/null || true; }
+
+# train_model fits a PCA model to one pump's stored history (a pump without
+# an injected fault so far, when there is one), publishes it to the model
+# directory and promotes it for that pump's sensors. Failure is reported,
+# never fatal: the edge keeps its built-in detectors.
+train_model() {
+	local asset="" n sensors glob from to out name
+	for n in $(seq "$ASSETS" -1 1); do
+		if ! grep -q "\"pump$n\"" "$DEMO/truth.jsonl" 2>/dev/null; then asset=pump$n; break; fi
+	done
+	[ -n "$asset" ] || asset=pump1
+	sensors=$(api "/api/v1/sensors?limit=1000" | grep -o "\"id\":\"[^\"]*/$asset/[^\"]*\"" | cut -d'"' -f4 | paste -sd, -)
+	if [ -z "$sensors" ]; then
+		say "model: no stored sensors for $asset yet; the edge keeps its built-in detectors"
+		return
+	fi
+	glob=${sensors%%,*}; glob=${glob%/*}/*   # this pump's sensors: site/line/pumpN/*
+	from=$(date -u -d "@$start" +%Y-%m-%dT%H:%M:%SZ)
+	to=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+	out=$DEMO/model-$asset.json
+	if ! name=$("$BIN/sm-collector" models train --sensors "$sensors" --from "$from" --to "$to" --kind pca \
+		--name "demo-$asset" --out "$out" 2>"$DEMO/train.log"); then
+		say "model: training for $asset failed ($(tail -1 "$DEMO/train.log")); the edge keeps its built-in detectors"
+		return
+	fi
+	if ! "$BIN/sm-collector" models publish "$out" --key "$DEMO/models.key" --promote "sensor=$glob" \
+		>/dev/null 2>>"$DEMO/train.log"; then
+		say "model: publishing $name failed ($(tail -1 "$DEMO/train.log")); the edge keeps its built-in detectors"
+		return
+	fi
+	say "model: trained $name from $asset's history ($from..$to, $(echo "$sensors" | tr , '\n' | wc -l) sensors), published to .demo/models and promoted for $glob; the edge picks it up within 10 s (see .demo/train.log)"
+}
+edge_models() {
+	"$BIN/sm-edge" status --admin "$ADMIN" 2>/dev/null | sed -n 's/^models[[:space:]]*//p' | paste -sd, - || true
+}
+
 first_alert=""
+trained=""
 start=$(date +%s)
 while true; do
 	for p in "${PIDS[@]}"; do
@@ -194,10 +249,14 @@ while true; do
 	alerts=$(api "/api/v1/alerts?limit=100" | grep -o '"id":' | wc -l)
 	sensors=$(api "/api/v1/sensors?limit=1000" | grep -o '"last_value"' | wc -l)
 	notes=$(wc -l <"$DEMO/webhooks.jsonl")
-	say "$(( $(date +%s) - start ))s: $sensors sensors reporting, $alerts alert(s), $notes notification(s) delivered"
+	say "$(( $(date +%s) - start ))s: $sensors sensors reporting, $alerts alert(s), $notes notification(s) delivered; edge models: $(edge_models)"
 	if [ -z "$first_alert" ] && [ "$alerts" -gt 0 ]; then
 		first_alert=1
 		say "first alert after $(( $(date +%s) - start ))s:"
 		api "/api/v1/alerts?limit=1" | head -c 700 >&2; echo >&2
+	fi
+	if [ -z "$trained" ] && [ $(( $(date +%s) - start )) -ge "$TRAIN_AFTER" ]; then
+		trained=1
+		train_model
 	fi
 done

@@ -27,10 +27,12 @@ import (
 	"github.com/smartmaint/smartmaint/models/artifact"
 	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 )
 
 // Environment variables read by `sm-collector models` (flags override).
 const (
+	envModelsDir      = "SM_COLLECTOR_MODELS_DIR"
 	envModelsEndpoint = "SM_COLLECTOR_MODELS_ENDPOINT"
 	envModelsBucket   = "SM_COLLECTOR_MODELS_BUCKET"
 	envModelsPrefix   = "SM_COLLECTOR_MODELS_PREFIX"
@@ -40,9 +42,10 @@ const (
 	envDatabaseURL    = "DATABASE_URL"
 )
 
-// registryFlags locate the registry: PostgreSQL and the S3 bucket.
+// registryFlags locate the registry: PostgreSQL and the object store
+// (an S3 bucket, or a local directory with --dir).
 type registryFlags struct {
-	database, endpoint, bucket, prefix, region string
+	database, dir, endpoint, bucket, prefix, region string
 }
 
 func envDefault(name, def string) string {
@@ -55,45 +58,28 @@ func envDefault(name, def string) string {
 func (f *registryFlags) register(cmd *cobra.Command) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.database, "database", os.Getenv(envDatabaseURL), "PostgreSQL URL of the collector database (env "+envDatabaseURL+")")
+	pf.StringVar(&f.dir, "dir", os.Getenv(envModelsDir), "local directory for artifacts and the manifest, instead of S3 (env "+envModelsDir+")")
 	pf.StringVar(&f.endpoint, "s3-endpoint", os.Getenv(envModelsEndpoint), "S3 endpoint URL; empty for AWS (env "+envModelsEndpoint+")")
 	pf.StringVar(&f.bucket, "bucket", os.Getenv(envModelsBucket), "S3 bucket for artifacts and the manifest (env "+envModelsBucket+")")
 	pf.StringVar(&f.prefix, "prefix", os.Getenv(envModelsPrefix), "key prefix inside the bucket (env "+envModelsPrefix+")")
 	pf.StringVar(&f.region, "region", envDefault(envModelsRegion, "us-east-1"), "S3 region (env "+envModelsRegion+")")
 }
 
-// open connects to PostgreSQL and S3 and prepares the registry tables.
-// Credentials come from SM_COLLECTOR_MODELS_ACCESS_KEY_ID/_SECRET_ACCESS_KEY
-// or, when unset, the AWS default chain (environment, shared files, roles).
+// open connects to PostgreSQL and the object store and prepares the
+// registry tables.
 func (f *registryFlags) open(ctx context.Context) (*modelreg.Registry, *pgxpool.Pool, error) {
 	if f.database == "" {
 		return nil, nil, fmt.Errorf("no database: set --database or %s", envDatabaseURL)
 	}
-	if f.bucket == "" {
-		return nil, nil, fmt.Errorf("no bucket: set --bucket or %s", envModelsBucket)
-	}
-	var opts []func(*awsconfig.LoadOptions) error
-	opts = append(opts, awsconfig.WithRegion(f.region))
-	if a, s := os.Getenv(envModelsAccess), os.Getenv(envModelsSecret); a != "" || s != "" {
-		if a == "" || s == "" {
-			return nil, nil, fmt.Errorf("set both %s and %s", envModelsAccess, envModelsSecret)
-		}
-		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(a, s, "")))
-	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	store, err := f.store(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot load S3 settings: %w", err)
+		return nil, nil, err
 	}
-	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		if f.endpoint != "" {
-			o.BaseEndpoint = aws.String(f.endpoint)
-			o.UsePathStyle = true
-		}
-	})
 	pool, err := pgxpool.New(ctx, f.database)
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot open database: %w", err)
 	}
-	reg, err := modelreg.New(client, pool, modelreg.Options{Bucket: f.bucket, Prefix: f.prefix})
+	reg, err := modelreg.New(store, pool, modelreg.Options{Prefix: f.prefix})
 	if err != nil {
 		pool.Close()
 		return nil, nil, err
@@ -105,24 +91,62 @@ func (f *registryFlags) open(ctx context.Context) (*modelreg.Registry, *pgxpool.
 	return reg, pool, nil
 }
 
+// store returns the directory store for --dir, else the S3 bucket.
+// S3 credentials come from SM_COLLECTOR_MODELS_ACCESS_KEY_ID/_SECRET_ACCESS_KEY
+// or, when unset, the AWS default chain (environment, shared files, roles).
+func (f *registryFlags) store(ctx context.Context) (objstore.Store, error) {
+	if f.dir != "" {
+		if f.bucket != "" || f.endpoint != "" {
+			return nil, fmt.Errorf("--dir (%s) and --bucket/--s3-endpoint are alternatives; give one", envModelsDir)
+		}
+		return objstore.Dir{Root: f.dir}, nil
+	}
+	if f.bucket == "" {
+		return nil, fmt.Errorf("no model store: set --dir (%s) for a local directory, or --bucket (%s) for S3", envModelsDir, envModelsBucket)
+	}
+	var opts []func(*awsconfig.LoadOptions) error
+	opts = append(opts, awsconfig.WithRegion(f.region))
+	if a, s := os.Getenv(envModelsAccess), os.Getenv(envModelsSecret); a != "" || s != "" {
+		if a == "" || s == "" {
+			return nil, fmt.Errorf("set both %s and %s", envModelsAccess, envModelsSecret)
+		}
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(a, s, "")))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load S3 settings: %w", err)
+	}
+	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if f.endpoint != "" {
+			o.BaseEndpoint = aws.String(f.endpoint)
+			o.UsePathStyle = true
+		}
+	})
+	return objstore.S3{Client: client, Bucket: f.bucket}, nil
+}
+
 func newModelsCmd(stdio IO) *cobra.Command {
 	var rf registryFlags
 	cmd := &cobra.Command{
 		Use:   "models",
 		Short: "Train, publish and manage the anomaly models the edges run",
 		Long: `models trains detectors from stored history or a CSV file, signs and publishes
-them to S3 with the fleet manifest (see collector/internal/modelreg/FORMAT.md),
-and chooses which model each target (edge, sensor type, sensor glob) runs.
+them with the fleet manifest (see collector/internal/modelreg/FORMAT.md) to S3
+or a local directory, and chooses which model each target (edge, sensor type,
+sensor glob) runs.
 
 Registry commands need the database (--database or DATABASE_URL) and the
-bucket (--bucket, --s3-endpoint for S3-compatible servers). S3 credentials
+model store: a local directory (--dir, the same layout as the bucket; edges
+read it with models.dir) or an S3 bucket (--bucket, --s3-endpoint for
+S3-compatible servers). S3 credentials
 come from SM_COLLECTOR_MODELS_ACCESS_KEY_ID / _SECRET_ACCESS_KEY or the AWS
 default chain; they are never taken as flags.`,
 		Example: `  sm-collector models keygen --out /etc/smartmaint/models.key > models.pub
   sm-collector models train --csv pump7.csv --name pump7 --out pump7.json
   sm-collector models publish pump7.json --key /etc/smartmaint/models.key --promote type=vibration
   sm-collector models list
-  sm-collector models rollback --target type=vibration`,
+  sm-collector models rollback --target type=vibration
+  sm-collector models promote pump7@1 --target type=vibration --dir /srv/smartmaint/models`,
 	}
 	rf.register(cmd)
 	cmd.AddCommand(
@@ -339,7 +363,7 @@ func newModelsPublishCmd(stdio IO, rf *registryFlags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "publish FILE",
-		Short: "Sign a model and upload it to S3 and the registry",
+		Short: "Sign a model and upload it to the model store (S3 or --dir) and the registry",
 		Long: `publish takes the model written by "models train" (unsigned JSON, signed with
 --key) or an already signed artifact, checks that it verifies (against the
 --key's public key and any --trusted-key files) and that its parameters are
@@ -471,7 +495,7 @@ func newModelsListCmd(stdio IO, rf *registryFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().BoolVar(&manifest, "manifest", false, "show the manifest in S3 (what edges run) instead of the registry")
+	cmd.Flags().BoolVar(&manifest, "manifest", false, "show the manifest in the store (what edges run) instead of the registry")
 	return cmd
 }
 

@@ -177,3 +177,29 @@ func TestModelsTrainFromHistory(t *testing.T) {
 		t.Fatalf("unknown sensor: %d %s", code, stderr)
 	}
 }
+
+// TestModelsStoreChoice: --dir and the S3 flags are alternatives, and
+// without either the error says how to choose.
+func TestModelsStoreChoice(t *testing.T) {
+	for _, env := range []string{envModelsDir, envModelsBucket, envModelsEndpoint} {
+		t.Setenv(env, "")
+	}
+	db := "postgres://127.0.0.1:1/none" // never reached: the store is checked first
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"both", []string{"--dir", t.TempDir(), "--bucket", "models"}, "--dir (SM_COLLECTOR_MODELS_DIR) and --bucket/--s3-endpoint are alternatives"},
+		{"dir and endpoint", []string{"--dir", t.TempDir(), "--s3-endpoint", "http://127.0.0.1:7070"}, "are alternatives"},
+		{"neither", nil, "no model store: set --dir (SM_COLLECTOR_MODELS_DIR) for a local directory, or --bucket"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, stderr, code := run(t, append([]string{"models", "list", "--database", db}, c.args...)...)
+			if code == 0 || !strings.Contains(stderr, c.want) {
+				t.Fatalf("exit %d, stderr %q; want a failure saying %q", code, stderr, c.want)
+			}
+		})
+	}
+}

@@ -1,16 +1,16 @@
 // Package modelreg is the collector's model registry: it publishes signed
-// model artifacts to S3 under content-addressed keys, keeps the manifest
+// model artifacts to an object store (an S3 bucket or a local directory,
+// shared/objstore) under content-addressed keys, keeps the manifest
 // that tells every edge which model to run (see FORMAT.md), and records
 // each model and every promotion in PostgreSQL.
 //
-// Writes follow S3's semantics: the artifact is written first and the
+// Writes follow S3's semantics (which objstore.Dir gives too): the artifact is written first and the
 // manifest last, so an edge that sees a manifest can always fetch what it
 // names. Manifest rewrites are serialised by a PostgreSQL advisory lock
 // and, where the server supports it, by a conditional PUT on the ETag.
 package modelreg
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -18,20 +18,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 )
 
 // Errors callers can test for.
@@ -46,8 +43,6 @@ var (
 
 // Options configures a Registry.
 type Options struct {
-	// Bucket holds artifacts and the manifest.
-	Bucket string
 	// Prefix is prepended to every key ("" or ending in "/"; a missing
 	// slash is added).
 	Prefix string
@@ -58,11 +53,10 @@ type Options struct {
 }
 
 // Registry publishes and promotes models. It is safe for concurrent use
-// and across collector processes sharing the database and bucket.
+// and across collector processes sharing the database and store.
 type Registry struct {
-	s3     *s3.Client
+	store  objstore.Store
 	db     *pgxpool.Pool
-	bucket string
 	prefix string
 	log    *slog.Logger
 	now    func() time.Time
@@ -89,14 +83,12 @@ type Model struct {
 	Training json.RawMessage
 }
 
-// New returns a registry over an S3 client (path-style for non-AWS
-// servers) and a PostgreSQL pool. Call Init once before use.
-func New(client *s3.Client, pool *pgxpool.Pool, o Options) (*Registry, error) {
-	if client == nil || pool == nil {
-		return nil, fmt.Errorf("modelreg: S3 client and database pool are required: %w", ErrInvalid)
-	}
-	if o.Bucket == "" {
-		return nil, fmt.Errorf("modelreg: bucket is empty: %w", ErrInvalid)
+// New returns a registry over an object store (objstore.S3 with a
+// path-style client for non-AWS servers, or objstore.Dir) and a
+// PostgreSQL pool. Call Init once before use.
+func New(store objstore.Store, pool *pgxpool.Pool, o Options) (*Registry, error) {
+	if store == nil || pool == nil {
+		return nil, fmt.Errorf("modelreg: object store and database pool are required: %w", ErrInvalid)
 	}
 	if o.Prefix != "" && !strings.HasSuffix(o.Prefix, "/") {
 		o.Prefix += "/"
@@ -107,7 +99,7 @@ func New(client *s3.Client, pool *pgxpool.Pool, o Options) (*Registry, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Registry{s3: client, db: pool, bucket: o.Bucket, prefix: o.Prefix,
+	return &Registry{store: store, db: pool, prefix: o.Prefix,
 		log: o.Logger.With("component", "modelreg"), now: o.Now}, nil
 }
 
@@ -197,15 +189,8 @@ func (r *Registry) Publish(ctx context.Context, data []byte, trusted []ed25519.P
 		return Model{}, err
 	}
 	if !exists {
-		_, err := r.s3.PutObject(ctx, &s3.PutObjectInput{
-			Bucket:        aws.String(r.bucket),
-			Key:           aws.String(key),
-			Body:          bytes.NewReader(data),
-			ContentLength: aws.Int64(int64(len(data))),
-			ContentType:   aws.String("application/octet-stream"),
-		})
-		if err != nil {
-			return Model{}, fmt.Errorf("cannot upload artifact %s to bucket %s: %w", key, r.bucket, err)
+		if err := r.store.Put(ctx, key, data, objstore.PutOptions{ContentType: "application/octet-stream"}); err != nil {
+			return Model{}, fmt.Errorf("cannot upload artifact: %w", err)
 		}
 	}
 
@@ -281,7 +266,7 @@ func (r *Registry) list(ctx context.Context, where string, args ...any) ([]Model
 	return ms, nil
 }
 
-// Manifest reads the current manifest; a bucket without one gives an
+// Manifest reads the current manifest; a store without one gives an
 // empty manifest.
 func (r *Registry) Manifest(ctx context.Context) (*mm.Manifest, error) {
 	m, _, err := r.readManifest(ctx)
@@ -387,23 +372,18 @@ func syncStates(ctx context.Context, tx pgx.Tx, m *mm.Manifest) error {
 }
 
 func (r *Registry) readManifest(ctx context.Context) (*mm.Manifest, string, error) {
-	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(r.ManifestKey())})
-	if err != nil {
-		if isNotFound(err) {
-			return mm.New(), "", nil
-		}
-		return nil, "", fmt.Errorf("cannot read manifest %s: %w", r.ManifestKey(), err)
+	obj, err := r.store.Get(ctx, r.ManifestKey(), "", mm.MaxSize)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return mm.New(), "", nil
 	}
-	defer out.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(out.Body, mm.MaxSize+1))
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot read manifest %s: %w", r.ManifestKey(), err)
+		return nil, "", fmt.Errorf("cannot read manifest: %w", err)
 	}
-	m, err := mm.Parse(data)
+	m, err := mm.Parse(obj.Data)
 	if err != nil {
-		return nil, "", fmt.Errorf("manifest %s in bucket %s: %w", r.ManifestKey(), r.bucket, err)
+		return nil, "", fmt.Errorf("manifest %s: %w", r.store.Location(r.ManifestKey()), err)
 	}
-	return m, aws.ToString(out.ETag), nil
+	return m, obj.ETag, nil
 }
 
 func (r *Registry) writeManifest(ctx context.Context, m *mm.Manifest, etag string) error {
@@ -411,46 +391,25 @@ func (r *Registry) writeManifest(ctx context.Context, m *mm.Manifest, etag strin
 	if err != nil {
 		return err
 	}
-	in := &s3.PutObjectInput{
-		Bucket:        aws.String(r.bucket),
-		Key:           aws.String(r.ManifestKey()),
-		Body:          bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))),
-		ContentType:   aws.String("application/json"),
-		// Edges must revalidate every poll; the ETag makes that cheap.
-		CacheControl: aws.String("no-cache"),
-	}
-	// Compare-and-swap where the server honours it; the advisory lock
+	// Edges must revalidate every poll; the ETag makes that cheap.
+	o := objstore.PutOptions{ContentType: "application/json", CacheControl: "no-cache"}
+	// Compare-and-swap where the store honours it; the advisory lock
 	// already serialises writers that share the database.
 	if etag != "" {
-		in.IfMatch = aws.String(etag)
+		o.IfMatch = etag
 	} else {
-		in.IfNoneMatch = aws.String("*")
+		o.IfNoneMatch = "*"
 	}
-	if _, err := r.s3.PutObject(ctx, in); err != nil {
-		return fmt.Errorf("cannot write manifest %s (someone else may have changed it; retry): %w", r.ManifestKey(), err)
+	if err := r.store.Put(ctx, r.ManifestKey(), data, o); err != nil {
+		return fmt.Errorf("cannot write manifest (someone else may have changed it; retry): %w", err)
 	}
 	return nil
 }
 
 func (r *Registry) objectExists(ctx context.Context, key string) (bool, error) {
-	_, err := r.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.bucket), Key: aws.String(key)})
-	if err == nil {
-		return true, nil
+	ok, err := r.store.Exists(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("cannot check artifact: %w", err)
 	}
-	if isNotFound(err) {
-		return false, nil
-	}
-	return false, fmt.Errorf("cannot check artifact %s: %w", key, err)
-}
-
-func isNotFound(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			return true
-		}
-	}
-	return false
+	return ok, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/smartmaint/smartmaint/models/artifact"
 	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
@@ -53,7 +54,7 @@ func newRegistry(t *testing.T) (*Registry, testenv.S3Env) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	r, err := New(env.Client, pool, Options{Bucket: env.Bucket, Prefix: "fleet"})
+	r, err := New(objstore.S3{Client: env.Client, Bucket: env.Bucket}, pool, Options{Prefix: "fleet"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +223,7 @@ func TestConcurrentPromotesLoseNothing(t *testing.T) {
 	const n = 8
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
-		other, err := New(env.Client, r.db, Options{Bucket: env.Bucket, Prefix: "fleet"})
+		other, err := New(objstore.S3{Client: env.Client, Bucket: env.Bucket}, r.db, Options{Prefix: "fleet"})
 		if err != nil {
 			t.Fatal(err)
 		}

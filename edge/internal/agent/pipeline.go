@@ -97,7 +97,7 @@ func OpenPipeline(ctx context.Context, cfg *config.Config, mapper *mapping.Mappe
 	if err != nil {
 		return fail(fmt.Errorf("forwarder: %w", err))
 	}
-	if cfg.Models.Bucket != "" {
+	if cfg.Models.Enabled() {
 		p.cache, err = modelcache.FromConfig(cfg.Models, cfg.EdgeID, os.Getenv, reg, logger, p.modelsChanged)
 		if err != nil {
 			return fail(fmt.Errorf("model cache: %w", err))

@@ -210,6 +210,7 @@ func (c *Config) resolvePaths(base string) {
 	abs(&c.Collector.TLS.KeyFile)
 	abs(&c.Models.CredentialsFile)
 	abs(&c.Models.CacheDir)
+	abs(&c.Models.Dir)
 	if c.Models.CacheDir == "" && c.DataDir != "" {
 		c.Models.CacheDir = filepath.Join(c.DataDir, "models")
 	}

@@ -261,7 +261,7 @@ func (r *runner) checkModels() Result {
 	mc := r.cfg.Models
 	if !mc.Enabled() {
 		res.Status = Skip
-		res.Detail = "no models section (models.bucket) configured: the edge scores with its built-in detectors"
+		res.Detail = "no models section (models.bucket or models.dir) configured: the edge scores with its built-in detectors"
 		return res
 	}
 	keys, err := mc.PublicKeys()

@@ -50,7 +50,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,14 +57,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartmaint/smartmaint/models"
 	"github.com/smartmaint/smartmaint/models/artifact"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 )
 
 // Verifier checks an artifact's embedded SHA-256 and Ed25519 signature
@@ -104,11 +101,6 @@ func (v ArtifactVerifier) Verify(data []byte) (Model, error) {
 	return Model{Payload: m, Built: b}, nil
 }
 
-// ObjectGetter is the one S3 call the cache makes (*s3.Client has it).
-type ObjectGetter interface {
-	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
-}
-
 // MaxArtifactSize bounds a download so a wrong manifest cannot fill the
 // disk or memory of an edge box. Detector parameters are kilobytes; a
 // large multivariate model is a few MiB.
@@ -130,6 +122,9 @@ var (
 	// ErrVerify: the Verifier refused the artifact (bad signature,
 	// untrusted key, undecodable).
 	ErrVerify = errors.New("artifact verification failed")
+	// ErrNoManifest: the store holds no manifest yet (nothing published
+	// or promoted); the edge keeps its cached or built-in models.
+	ErrNoManifest = errors.New("no model manifest published yet")
 )
 
 // Active is one target's model in use.
@@ -178,12 +173,18 @@ type Options struct {
 	EdgeID string
 	// Dir is the cache directory (created if missing).
 	Dir string
-	// Bucket and Prefix locate the manifest.
-	Bucket, Prefix string
+	// Store holds the manifest and artifacts (an S3 bucket or a local
+	// directory, shared/objstore). Nil, with S3 nil too, means offline
+	// (cache only).
+	Store objstore.Store
+	// Bucket and S3 are shorthand for Store = objstore.S3{Client: S3,
+	// Bucket: Bucket}, used when Store is nil.
+	Bucket string
+	S3     objstore.S3API
+	// Prefix is prepended to the manifest's key.
+	Prefix string
 	// PollInterval between manifest checks.
 	PollInterval time.Duration
-	// S3 fetches objects; nil means offline (cache only).
-	S3 ObjectGetter
 	// Verifier checks artifacts; required.
 	Verifier Verifier
 	// Registerer receives the metrics; nil registers nowhere.
@@ -256,6 +257,9 @@ func New(o Options) (*Cache, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Store == nil && o.S3 != nil {
+		o.Store = objstore.S3{Client: o.S3, Bucket: o.Bucket}
+	}
 	c := &Cache{o: o, log: o.Logger.With("component", "modelcache"), m: newMetrics(o.Registerer)}
 	c.active.Store(&ActiveSet{})
 	return c, nil
@@ -271,14 +275,25 @@ func (c *Cache) Run(ctx context.Context) error {
 	if err := c.Load(); err != nil {
 		return err
 	}
-	if c.o.S3 == nil {
+	if c.o.Store == nil {
 		<-ctx.Done()
 		return nil
 	}
 	t := time.NewTicker(c.o.PollInterval)
 	defer t.Stop()
+	noManifest := false // said so once; a fresh store is not a fault
 	for {
-		if _, err := c.Poll(ctx); err != nil && ctx.Err() == nil {
+		_, err := c.Poll(ctx)
+		switch {
+		case err == nil || ctx.Err() != nil:
+			noManifest = false
+		case errors.Is(err, ErrNoManifest):
+			if !noManifest {
+				c.log.Info("no model manifest in the store yet; keeping the current models until one is published", "err", err)
+			}
+			noManifest = true
+		default:
+			noManifest = false
 			c.log.Warn("model manifest poll failed; keeping the current models", "err", err)
 		}
 		select {
@@ -397,37 +412,31 @@ func (c *Cache) Poll(ctx context.Context) (PollResult, error) {
 }
 
 func (c *Cache) poll(ctx context.Context) (PollResult, error) {
-	if c.o.S3 == nil {
-		return PollError, errors.New("no S3 client configured")
+	if c.o.Store == nil {
+		return PollError, errors.New("no model store configured")
 	}
 	key := c.o.Prefix + mm.ManifestKey
-	in := &s3.GetObjectInput{Bucket: aws.String(c.o.Bucket), Key: aws.String(key)}
 	c.mu.Lock()
 	etag := c.state.ETag
 	c.mu.Unlock()
-	if etag != "" {
-		in.IfNoneMatch = aws.String(etag)
+	out, err := c.o.Store.Get(ctx, key, etag, mm.MaxSize)
+	if errors.Is(err, objstore.ErrNotModified) {
+		return NotModified, nil
 	}
-	out, err := c.o.S3.GetObject(ctx, in)
-	if err != nil {
-		var re *awshttp.ResponseError
-		if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotModified {
-			return NotModified, nil
-		}
-		return PollError, fmt.Errorf("get manifest s3://%s/%s: %w", c.o.Bucket, key, err)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return PollError, fmt.Errorf("%w: %w", ErrNoManifest, err)
 	}
-	data, err := readLimited(out.Body, mm.MaxSize)
 	if err != nil {
-		return PollError, fmt.Errorf("read manifest s3://%s/%s: %w", c.o.Bucket, key, err)
+		return PollError, fmt.Errorf("manifest: %w", err)
 	}
-	man, err := mm.Parse(data)
+	man, err := mm.Parse(out.Data)
 	if err != nil {
-		return PollError, fmt.Errorf("manifest s3://%s/%s: %w", c.o.Bucket, key, err)
+		return PollError, fmt.Errorf("manifest %s: %w", c.o.Store.Location(key), err)
 	}
 	changed, transient := c.apply(ctx, man)
 	c.mu.Lock()
 	if transient == nil {
-		c.state.ETag = aws.ToString(out.ETag)
+		c.state.ETag = out.ETag
 	}
 	err = c.saveState()
 	c.mu.Unlock()
@@ -559,7 +568,7 @@ func (c *Cache) apply(ctx context.Context, man *mm.Manifest) (bool, error) {
 }
 
 // fetch returns the verified model for ref from the cache directory or,
-// when absent or corrupt there, from S3.
+// when absent or corrupt there, from the store.
 func (c *Cache) fetch(ctx context.Context, ref mm.Ref) (Model, error) {
 	path := c.artifactPath(ref.SHA256)
 	if _, err := os.Stat(path); err == nil {
@@ -571,14 +580,11 @@ func (c *Cache) fetch(ctx context.Context, ref mm.Ref) (Model, error) {
 		c.m.verifyFailures.WithLabelValues("size").Inc()
 		return Model{}, fmt.Errorf("artifact %s is %d bytes, over the %d limit: %w", ref.ID(), ref.Size, MaxArtifactSize, ErrVerify)
 	}
-	out, err := c.o.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.o.Bucket), Key: aws.String(ref.Key)})
+	out, err := c.o.Store.Get(ctx, ref.Key, "", MaxArtifactSize)
 	if err != nil {
-		return Model{}, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
+		return Model{}, fmt.Errorf("download %s: %w", ref.ID(), err)
 	}
-	data, err := readLimited(out.Body, MaxArtifactSize)
-	if err != nil {
-		return Model{}, fmt.Errorf("download %s (%s): %w", ref.ID(), ref.Key, err)
-	}
+	data := out.Data
 	model, err := c.check(ref, data)
 	if err != nil {
 		return Model{}, err
@@ -805,18 +811,6 @@ func validSHA(s string) bool {
 		}
 	}
 	return true
-}
-
-func readLimited(body io.ReadCloser, limit int64) ([]byte, error) {
-	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("object larger than the %d-byte limit", limit)
-	}
-	return data, nil
 }
 
 // writeFileAtomic writes dir/name so that a crash leaves either the old

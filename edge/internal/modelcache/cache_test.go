@@ -25,6 +25,7 @@ import (
 	"github.com/smartmaint/smartmaint/models/artifact"
 	"github.com/smartmaint/smartmaint/models/train"
 	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
@@ -49,7 +50,7 @@ func artifactBytes(t testing.TB, priv ed25519.PrivateKey, name, version string) 
 
 // countingS3 counts GetObject calls per key on the real client.
 type countingS3 struct {
-	c     *s3.Client
+	*s3.Client
 	calls atomic.Int64
 	keys  chan string
 }
@@ -60,7 +61,7 @@ func (g *countingS3) GetObject(ctx context.Context, in *s3.GetObjectInput, opts 
 	case g.keys <- aws.ToString(in.Key):
 	default:
 	}
-	return g.c.GetObject(ctx, in, opts...)
+	return g.Client.GetObject(ctx, in, opts...)
 }
 
 type fixture struct {
@@ -85,7 +86,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{t: t, env: env, priv: priv, pub: pub, man: mm.New(), dir: t.TempDir(),
-		s3: &countingS3{c: env.Client, keys: make(chan string, 100)}}
+		s3: &countingS3{Client: env.Client, keys: make(chan string, 100)}}
 }
 
 func (f *fixture) put(key string, data []byte) {
@@ -130,7 +131,7 @@ func (f *fixture) promote(t mm.Target, ref mm.Ref) {
 	f.writeManifest()
 }
 
-func (f *fixture) cache(getter ObjectGetter) *Cache {
+func (f *fixture) cache(getter objstore.S3API) *Cache {
 	f.t.Helper()
 	f.reg = prometheus.NewRegistry()
 	c, err := New(Options{EdgeID: "edge-1", Dir: f.dir, Bucket: f.env.Bucket, Prefix: "fleet", S3: getter,

@@ -18,11 +18,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartmaint/smartmaint/models/artifact"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 )
 
-// Config is the `models:` section of the edge configuration. With an
-// empty Bucket the model cache is off and the edge scores with its
-// built-in detectors only. Example:
+// Config is the `models:` section of the edge configuration. The models
+// come from an S3 bucket or from a local directory (Dir) with the same
+// layout, which `sm-collector models publish --dir` writes. With neither
+// the model cache is off and the edge scores with its built-in detectors
+// only. Example (S3):
 //
 //	models:
 //	  endpoint: https://s3.plant.example:9000
@@ -33,7 +36,18 @@ import (
 //	  cache_dir: /var/lib/smartmaint/models
 //	  trusted_keys: ["ed25519:3q2+7w..."]
 //	  guard: {window: 10m, min_readings: 200, max_flag_share: 0.2}
+//
+// Example (local directory; the manifest is re-read every poll and its
+// SHA-256 serves as the ETag, so an unchanged manifest applies nothing):
+//
+//	models:
+//	  dir: /srv/smartmaint/models
+//	  trusted_keys: ["ed25519:3q2+7w..."]
 type Config struct {
+	// Dir is a local directory holding the manifest and artifacts (the
+	// bucket's layout, under Prefix). It is the alternative to Bucket:
+	// give one or the other.
+	Dir string `yaml:"dir"`
 	// Endpoint is the S3 endpoint URL (e.g. https://minio.plant:9000);
 	// empty means AWS S3 for Region.
 	Endpoint string `yaml:"endpoint"`
@@ -80,13 +94,14 @@ const DefaultPollInterval = time.Minute
 // minPollInterval stops a typo from hammering the server.
 const minPollInterval = time.Second
 
-// DefaultConfig returns the defaults (cache disabled until a bucket is set).
+// DefaultConfig returns the defaults (cache disabled until a bucket or a
+// directory is set).
 func DefaultConfig() Config {
 	return Config{Region: "us-east-1", PollInterval: DefaultPollInterval, Guard: DefaultGuardPolicy()}
 }
 
-// Enabled reports whether a bucket is configured.
-func (c Config) Enabled() bool { return c.Bucket != "" }
+// Enabled reports whether a bucket or a directory is configured.
+func (c Config) Enabled() bool { return c.Bucket != "" || c.Dir != "" }
 
 // Validate returns every problem in c, each prefixed with its field path
 // under "models.". It does no network or file I/O beyond nothing: the
@@ -104,9 +119,16 @@ func (c Config) Validate() error {
 			add("endpoint", "credentials must not be in the URL; use credentials_file or %s/%s", EnvAccessKey, EnvSecretKey)
 		}
 	}
+	if c.Dir != "" {
+		for _, s3 := range []struct{ field, value string }{{"bucket", c.Bucket}, {"endpoint", c.Endpoint}, {"credentials_file", c.CredentialsFile}} {
+			if s3.value != "" {
+				add("dir", "and models.%s are alternatives (a local directory or S3); remove one", s3.field)
+			}
+		}
+	}
 	if !c.Enabled() {
 		if c.Endpoint != "" || len(c.TrustedKeys) > 0 {
-			add("bucket", "is empty but other model settings are given; set a bucket or remove the section")
+			add("bucket", "is empty but other model settings are given; set a bucket (or dir) or remove the section")
 		}
 		return errors.Join(errs...)
 	}
@@ -202,29 +224,35 @@ func (c Config) UsePathStyle() bool {
 	return c.Endpoint != ""
 }
 
-// FromConfig builds a Cache for edgeID from the `models:` section: the S3
-// client (credentials via Config.Credentials with getenv, normally
-// os.Getenv), the trusted keys and the artifact verifier. Call Validate
-// first. reg, logger and onChange may be nil.
+// FromConfig builds a Cache for edgeID from the `models:` section: the
+// directory store, or the S3 client (credentials via Config.Credentials
+// with getenv, normally os.Getenv), the trusted keys and the artifact
+// verifier. Call Validate first. reg, logger and onChange may be nil.
 func FromConfig(c Config, edgeID string, getenv func(string) string, reg prometheus.Registerer, logger *slog.Logger, onChange func(*ActiveSet)) (*Cache, error) {
 	keys, err := c.PublicKeys()
 	if err != nil {
 		return nil, err
 	}
+	o := Options{
+		EdgeID: edgeID, Dir: c.CacheDir, Prefix: c.Prefix, PollInterval: c.PollInterval,
+		Verifier: ArtifactVerifier{Trusted: keys}, Registerer: reg, Logger: logger, OnChange: onChange,
+	}
+	if c.Dir != "" {
+		o.Store = objstore.Dir{Root: c.Dir}
+		return New(o)
+	}
 	access, secret, err := c.Credentials(getenv)
 	if err != nil {
 		return nil, err
 	}
-	o := s3.Options{
+	so := s3.Options{
 		Region:       c.Region,
 		Credentials:  credentials.NewStaticCredentialsProvider(access, secret, ""),
 		UsePathStyle: c.UsePathStyle(),
 	}
 	if c.Endpoint != "" {
-		o.BaseEndpoint = aws.String(c.Endpoint)
+		so.BaseEndpoint = aws.String(c.Endpoint)
 	}
-	return New(Options{
-		EdgeID: edgeID, Dir: c.CacheDir, Bucket: c.Bucket, Prefix: c.Prefix, PollInterval: c.PollInterval,
-		S3: s3.New(o), Verifier: ArtifactVerifier{Trusted: keys}, Registerer: reg, Logger: logger, OnChange: onChange,
-	})
+	o.Store = objstore.S3{Client: s3.New(so), Bucket: c.Bucket}
+	return New(o)
 }

@@ -39,6 +39,10 @@ func TestConfigValidate(t *testing.T) {
 		}, []string{"models.endpoint", "models.poll_interval", "models.cache_dir", "models.trusted_keys[0]: public key", "models.trusted_keys[1]: public key", "models.guard: max_flag_share"}},
 		{"credentials in URL", func(c *Config) { c.Endpoint = "https://AKIA:secret@s3.example" }, []string{"must not be in the URL"}},
 		{"no trusted keys", func(c *Config) { c.TrustedKeys = nil }, []string{"models.trusted_keys: is empty"}},
+		{"directory instead of S3", func(c *Config) { c.Endpoint, c.Bucket, c.Dir = "", "", "/srv/models" }, nil},
+		{"directory and bucket", func(c *Config) { c.Dir = "/srv/models" }, []string{
+			"models.dir: and models.bucket are alternatives", "models.dir: and models.endpoint are alternatives"}},
+		{"directory without keys", func(c *Config) { c.Endpoint, c.Bucket, c.Dir, c.TrustedKeys = "", "", "/srv/models", nil }, []string{"models.trusted_keys: is empty"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

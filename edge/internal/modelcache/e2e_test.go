@@ -3,7 +3,6 @@ package modelcache
 import (
 	"bytes"
 	"context"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,53 +18,117 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/smartmaint/smartmaint/models/artifact"
+	mm "github.com/smartmaint/smartmaint/shared/modelmanifest"
+	"github.com/smartmaint/smartmaint/shared/objstore"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
-func artifactKeys(t *testing.T, env testenv.S3Env) map[string]bool {
-	t.Helper()
-	out, err := env.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(env.Bucket), Prefix: aws.String("fleet/" + "artifacts/")})
-	if err != nil {
-		t.Fatal(err)
+// e2eStore is where the collector publishes in the end-to-end test: an
+// S3 bucket or a local directory, seen by the test through objstore.
+type e2eStore struct {
+	store objstore.Store
+	// collectorEnv selects the store for sm-collector.
+	collectorEnv []string
+	// configure points the edge's models section at the store.
+	configure func(*Config)
+	// getenv gives the edge its S3 credentials.
+	getenv func(string) string
+	// artifacts lists the artifact keys.
+	artifacts func(t *testing.T) map[string]bool
+	// breakStore makes the store unreachable for the offline restart.
+	breakStore func(t *testing.T, c *Config)
+}
+
+func s3Store(t *testing.T) e2eStore {
+	env := testenv.S3(t)
+	return e2eStore{
+		store: objstore.S3{Client: env.Client, Bucket: env.Bucket},
+		collectorEnv: []string{
+			"SM_COLLECTOR_MODELS_ENDPOINT=" + env.Endpoint,
+			"SM_COLLECTOR_MODELS_BUCKET=" + env.Bucket,
+			"SM_COLLECTOR_MODELS_ACCESS_KEY_ID=" + env.AccessKey,
+			"SM_COLLECTOR_MODELS_SECRET_ACCESS_KEY=" + env.SecretKey,
+		},
+		configure: func(c *Config) { c.Endpoint, c.Bucket = env.Endpoint, env.Bucket },
+		getenv: func(k string) string {
+			return map[string]string{EnvAccessKey: env.AccessKey, EnvSecretKey: env.SecretKey}[k]
+		},
+		artifacts: func(t *testing.T) map[string]bool {
+			out, err := env.Client.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(env.Bucket), Prefix: aws.String("fleet/" + "artifacts/")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := map[string]bool{}
+			for _, o := range out.Contents {
+				keys[aws.ToString(o.Key)] = true
+			}
+			return keys
+		},
+		breakStore: func(t *testing.T, c *Config) { c.Endpoint = "http://127.0.0.1:1" },
 	}
-	keys := map[string]bool{}
-	for _, o := range out.Contents {
-		keys[aws.ToString(o.Key)] = true
+}
+
+func dirStore(t *testing.T) e2eStore {
+	root := filepath.Join(t.TempDir(), "models")
+	return e2eStore{
+		store:        objstore.Dir{Root: root},
+		collectorEnv: []string{"SM_COLLECTOR_MODELS_DIR=" + root},
+		configure:    func(c *Config) { c.Dir = root },
+		getenv:       func(string) string { return "" },
+		artifacts: func(t *testing.T) map[string]bool {
+			dir := filepath.Join(root, "fleet", filepath.FromSlash(mm.ArtifactDir))
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys := map[string]bool{}
+			for _, e := range ents {
+				keys[mm.ArtifactKey("fleet/", e.Name())] = true
+			}
+			return keys
+		},
+		breakStore: func(t *testing.T, c *Config) {
+			if err := os.Rename(root, root+".gone"); err != nil {
+				t.Fatal(err)
+			}
+		},
 	}
-	return keys
 }
 
 // TestEndToEndCollectorToEdge runs the real sm-collector binary to train
 // a model from readings stored in PostgreSQL and publish and promote it
-// to S3, then the edge model cache (as the running agent uses it) picks
-// it up, verifies it and scores with it; a tampered copy is refused and a
-// rollback by the collector reaches the edge.
+// to S3 or a local directory, then the edge model cache (as the running
+// agent uses it) picks it up, verifies it and scores with it; an
+// unchanged manifest downloads nothing; a tampered copy is refused and a
+// rollback by the collector reaches the edge; with the store unreachable
+// a restarted edge runs its cached model.
 func TestEndToEndCollectorToEdge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds sm-collector")
 	}
 	t.Parallel()
-	s3env := testenv.S3(t)
-	dsn := testenv.Postgres(t)
-	ctx := context.Background()
-
-	// The sm-collector binary from this tree.
+	// The sm-collector binary from this tree, built once.
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	bin := filepath.Join(t.TempDir(), "sm-collector")
 	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "collector", "cmd", "sm-collector")).CombinedOutput(); err != nil {
 		t.Fatalf("build sm-collector: %v\n%s", err, out)
 	}
+	for name, mk := range map[string]func(*testing.T) e2eStore{"s3": s3Store, "dir": dirStore} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			endToEnd(t, bin, mk(t))
+		})
+	}
+}
+
+func endToEnd(t *testing.T, bin string, st e2eStore) {
+	dsn := testenv.Postgres(t)
+	ctx := context.Background()
 	collector := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"models"}, args...)...)
-		cmd.Env = append(os.Environ(),
-			"DATABASE_URL="+dsn,
-			"SM_COLLECTOR_MODELS_ENDPOINT="+s3env.Endpoint,
-			"SM_COLLECTOR_MODELS_BUCKET="+s3env.Bucket,
-			"SM_COLLECTOR_MODELS_PREFIX=fleet/",
-			"SM_COLLECTOR_MODELS_ACCESS_KEY_ID="+s3env.AccessKey,
-			"SM_COLLECTOR_MODELS_SECRET_ACCESS_KEY="+s3env.SecretKey)
+		cmd.Env = append(append(os.Environ(), "DATABASE_URL="+dsn, "SM_COLLECTOR_MODELS_PREFIX=fleet/"), st.collectorEnv...)
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		if err := cmd.Run(); err != nil {
@@ -115,14 +178,13 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 
 	// The edge side, as the agent builds it.
 	cfg := DefaultConfig()
-	cfg.Endpoint, cfg.Bucket, cfg.Prefix, cfg.CacheDir = s3env.Endpoint, s3env.Bucket, "fleet/", filepath.Join(dir, "edge-cache")
+	st.configure(&cfg)
+	cfg.Prefix, cfg.CacheDir = "fleet/", filepath.Join(dir, "edge-cache")
 	cfg.TrustedKeys = []string{strings.TrimSpace(pubText)}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	getenv := func(k string) string {
-		return map[string]string{EnvAccessKey: s3env.AccessKey, EnvSecretKey: s3env.SecretKey}[k]
-	}
+	getenv := st.getenv
 	changes := make(chan *ActiveSet, 10)
 	cache, err := FromConfig(cfg, "plant1", getenv, prometheus.NewRegistry(), nil, func(s *ActiveSet) { changes <- s })
 	if err != nil {
@@ -168,6 +230,17 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 		t.Errorf("fault score %.3f, max normal %.3f, threshold %.3f: the model does not flag the broken relationship", fault, normal, a.Model.Payload.Threshold)
 	}
 
+	// Unchanged manifest: polls answer "not modified" and download nothing.
+	notMod := cache.m.polls.WithLabelValues(string(NotModified))
+	for deadline := time.Now().Add(30 * time.Second); testutil.ToFloat64(notMod) < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("polls of an unchanged manifest never answered not-modified")
+		}
+	}
+	if n := testutil.ToFloat64(cache.m.polls.WithLabelValues(string(Changed))); n != 1 {
+		t.Errorf("%v polls applied a change, want 1 (the first)", n)
+	}
+
 	// Version 2, then the collector rolls back: the edge follows.
 	train("2")
 	collector("publish", model, "--key", key, "--promote", "sensor=s1/pump7/*")
@@ -176,11 +249,11 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 	waitFor("pump7@1")
 
 	// Version 3 is altered in S3 after publishing: the edge refuses it.
-	before := artifactKeys(t, s3env)
+	before := st.artifacts(t)
 	train("3")
 	collector("publish", model, "--key", key)
 	var added []string
-	for k := range artifactKeys(t, s3env) {
+	for k := range st.artifacts(t) {
 		if !before[k] {
 			added = append(added, k)
 		}
@@ -188,14 +261,12 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 	if len(added) != 1 {
 		t.Fatalf("publish added %v", added)
 	}
-	obj, err := s3env.Client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s3env.Bucket), Key: aws.String(added[0])})
+	obj, err := st.store.Get(ctx, added[0], "", MaxArtifactSize)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := io.ReadAll(obj.Body)
-	obj.Body.Close()
-	data = bytes.Replace(data, []byte(`"threshold"`), []byte(`"threshold" `), 1)
-	if _, err := s3env.Client.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s3env.Bucket), Key: aws.String(added[0]), Body: bytes.NewReader(data)}); err != nil {
+	data := bytes.Replace(obj.Data, []byte(`"threshold"`), []byte(`"threshold" `), 1)
+	if err := st.store.Put(ctx, added[0], data, objstore.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	collector("promote", "pump7@3", "--target", "sensor=s1/pump7/*")
@@ -210,8 +281,8 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 	}
 	stop()
 
-	// Restart with S3 unreachable: the edge starts with its cached model.
-	cfg.Endpoint = "http://127.0.0.1:1"
+	// Restart with the store unreachable: the edge starts with its cached model.
+	st.breakStore(t, &cfg)
 	offline, err := FromConfig(cfg, "plant1", getenv, nil, nil, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -221,5 +292,11 @@ func TestEndToEndCollectorToEdge(t *testing.T) {
 	}
 	if a, ok := offline.Active().Resolve("s1/pump7/vib", ""); !ok || a.Ref.ID() != "pump7@1" || a.Model.Built == nil {
 		t.Fatalf("offline start: %+v %v", a.Ref, ok)
+	}
+	if res, err := offline.Poll(ctx); res != PollError || err == nil {
+		t.Fatalf("poll with the store unreachable = %s, %v; want an error", res, err)
+	}
+	if a, _ := offline.Active().Resolve("s1/pump7/vib", ""); a.Ref.ID() != "pump7@1" {
+		t.Fatalf("after a failed poll the edge runs %q, want pump7@1", a.Ref.ID())
 	}
 }
