@@ -208,9 +208,17 @@ type assetState struct {
 }
 
 type pending struct {
-	tok    paho.Token
-	sensor int
+	tok     paho.Token
+	sensor  int
+	topic   string
+	payload []byte
 }
+
+// maxRepublish bounds how often a publish that paho gave up on (the
+// connection dropped before it could be written) is sent again, as a real
+// gateway would. A duplicate is harmless: a reading is identified by its
+// sensor and timestamp.
+const maxRepublish = 5
 
 // Simulator publishes a simulated plant.
 type Simulator struct {
@@ -408,7 +416,7 @@ func (s *Simulator) Run(ctx context.Context, progress io.Writer) (Summary, error
 	defer cancelDrain()
 	go func() {
 		defer ackWG.Done()
-		s.acker(drainCtx, window)
+		s.acker(drainCtx, client, window)
 	}()
 
 	stopProgress := make(chan struct{})
@@ -510,10 +518,10 @@ func (s *Simulator) publishLoop(ctx context.Context, client paho.Client, window 
 				s.published.Add(1)
 				s.countMu.Unlock()
 				select {
-				case window <- pending{tok: tok, sensor: gi}:
+				case window <- pending{tok: tok, sensor: gi, topic: a.topics[c], payload: payload}:
 				default:
 					select {
-					case window <- pending{tok: tok, sensor: gi}:
+					case window <- pending{tok: tok, sensor: gi, topic: a.topics[c], payload: payload}:
 					case <-ctx.Done():
 						// Stopping while the window is full (the broker
 						// is away): this publish counts as unacknowledged.
@@ -528,7 +536,7 @@ func (s *Simulator) publishLoop(ctx context.Context, client paho.Client, window 
 }
 
 // acker waits for each publish in order and counts the outcome.
-func (s *Simulator) acker(ctx context.Context, window <-chan pending) {
+func (s *Simulator) acker(ctx context.Context, client paho.Client, window <-chan pending) {
 	for {
 		var p pending
 		select {
@@ -548,8 +556,30 @@ func (s *Simulator) acker(ctx context.Context, window <-chan pending) {
 			s.sweep(window)
 			return
 		}
+		p = s.republish(ctx, client, p)
 		s.count(p)
 	}
+}
+
+// republish sends a failed publish again, waiting for the connection,
+// until it succeeds, maxRepublish attempts are spent or ctx ends.
+func (s *Simulator) republish(ctx context.Context, client paho.Client, p pending) pending {
+	for attempt := 0; p.tok.Error() != nil && attempt < maxRepublish; attempt++ {
+		for !client.IsConnectionOpen() {
+			select {
+			case <-ctx.Done():
+				return p
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		p.tok = client.Publish(p.topic, s.cfg.QoS, false, p.payload)
+		select {
+		case <-p.tok.Done():
+		case <-ctx.Done():
+			return p
+		}
+	}
+	return p
 }
 
 // count records the outcome of a completed publish; one still pending
