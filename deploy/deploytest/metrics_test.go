@@ -130,14 +130,7 @@ func appendOnce(s []string, v string) []string {
 func runAndScrape(t *testing.T, root, dbURL, broker, prefix string) (edgeTypes, collTypes map[string]string) {
 	t.Helper()
 	dir := t.TempDir()
-	edgeBin, collBin := filepath.Join(dir, "sm-edge"), filepath.Join(dir, "sm-collector")
-	for out, pkg := range map[string]string{edgeBin: "./edge/cmd/sm-edge", collBin: "./collector/cmd/sm-collector"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		if o, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, o)
-		}
-	}
+	edgeBin, collBin := buildBinaries(t, root)
 
 	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
 	run(t, collBin, env, "migrate")
@@ -224,6 +217,22 @@ collector:
 		t.Fatal(err)
 	}
 	return edgeTypes, collTypes
+}
+
+// buildBinaries builds sm-edge and sm-collector from the working tree
+// into a temporary directory (bin/ may hold older builds).
+func buildBinaries(t *testing.T, root string) (edgeBin, collBin string) {
+	t.Helper()
+	dir := t.TempDir()
+	edgeBin, collBin = filepath.Join(dir, "sm-edge"), filepath.Join(dir, "sm-collector")
+	for out, pkg := range map[string]string{edgeBin: "./edge/cmd/sm-edge", collBin: "./collector/cmd/sm-collector"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, o)
+		}
+	}
+	return edgeBin, collBin
 }
 
 // run runs a program to completion and returns its stdout.
