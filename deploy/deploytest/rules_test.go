@@ -12,7 +12,9 @@ import (
 )
 
 // TestAlertRulesPromtool loads alerts.yml with promtool, which parses
-// every expression and template.
+// every expression and template, runs the rules' unit tests
+// (alerts_test.yml: which alerts fire when, with which text) and checks
+// the example prometheus.yml.
 func TestAlertRulesPromtool(t *testing.T) {
 	t.Parallel()
 	tool := promtool(t)
@@ -25,6 +27,16 @@ func TestAlertRulesPromtool(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "SUCCESS") {
 		t.Errorf("promtool check rules did not report SUCCESS:\n%s", out)
+	}
+	// The rules' unit tests: synthetic series, expected alerts and text.
+	tests := filepath.Join(filepath.Dir(path), "alerts_test.yml")
+	if out, err := exec.CommandContext(ctx, tool, "test", "rules", tests).CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules %s: %v\n%s", tests, err, out)
+	}
+	// The example server configuration, which loads alerts.yml.
+	cfg := filepath.Join(filepath.Dir(path), "prometheus.yml")
+	if out, err := exec.CommandContext(ctx, tool, "check", "config", cfg).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config %s: %v\n%s", cfg, err, out)
 	}
 }
 
