@@ -3,7 +3,7 @@
 # when this is a Debian/Ubuntu machine where we may (root or passwordless sudo).
 # Idempotent: a service that already answers is left alone.
 #
-#   deploy/dev/services.sh [postgres] [mosquitto] [s3] [alertmanager]   (default: all)
+#   deploy/dev/services.sh [postgres] [mosquitto] [s3] [alertmanager] [promtool]   (default: all)
 #
 # Environment (defaults in brackets):
 #   SM_S3_PORT [7070]  SM_S3_DIR [${TMPDIR:-/tmp}/smartmaint-s3]
@@ -96,14 +96,22 @@ install_alertmanager() {
 		die "Prometheus Alertmanager is needed by the notification tests: sudo apt-get install -y prometheus-alertmanager"
 }
 
+# promtool (package prometheus) checks deploy/prometheus's rules and queries.
+install_promtool() {
+	if command -v promtool >/dev/null; then return 0; fi
+	apt_install prometheus ||
+		die "promtool is needed by the deploy tests: sudo apt-get install -y prometheus"
+}
+
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(postgres mosquitto s3 alertmanager)
+[ ${#what[@]} -gt 0 ] || what=(postgres mosquitto s3 alertmanager promtool)
 for s in "${what[@]}"; do
 	case "$s" in
 	postgres) start_postgres ;;
 	mosquitto) start_mosquitto ;;
 	s3) start_s3 ;;
 	alertmanager) install_alertmanager ;;
+	promtool) install_promtool ;;
 	*) die "unknown service $s (want postgres, mosquitto or s3)" ;;
 	esac
 done
