@@ -104,9 +104,9 @@ func plantSecond(ns int64) int { return int((ns - plantStart.UnixNano()) / int64
 // run in the first 30 s, from medians and MADs of 8–20 readings). Nothing
 // is flagged during the warm-up, and over the whole run the stage raises
 // no more than its steady-state rate at 1 Hz: measured on these pumps at
-// about 4 events an hour for 35 sensors (one per 10-minute run at most),
-// heavy-tailed vibration outliers and load swings the calibration has
-// not yet seen.
+// about 3 events an hour for 35 sensors (one per 10-minute run at most),
+// mostly the spread detector on heavy-tailed vibration; see
+// TestFreshPlantIsQuiet for the counts by kind.
 func TestFreshStageOnNormalPlantRaisesNoStorm(t *testing.T) {
 	raised := 0
 	for seed := uint64(1); seed <= 3; seed++ {
