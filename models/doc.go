@@ -17,7 +17,10 @@
 // level, spike and stuck detectors; SpreadConfig.Warmup plus 600 learnt
 // ratios for the spread detector) rather than judge a sensor from a
 // baseline of a few readings: a median and MAD of eight readings made every
-// freshly started edge raise a storm of false alarms.
+// freshly started edge raise a storm of false alarms. The level detector
+// then calibrates for MADConfig.MinTail (300) more readings, reporting only
+// near-certain scores, because a short window's z-scores on a slow, smooth
+// signal are far wider than the normal prior of its calibration says.
 //
 // The package is pure Go with no I/O beyond readers and writers; it imports
 // nothing from edge/ or collector/.

@@ -18,7 +18,11 @@ func DefaultConfig(kind string) (any, error) {
 		return DefaultEnsembleConfig(), nil
 	case NameEWMA:
 		return DefaultEWMAConfig(), nil
-	case NameMAD, NameSpike:
+	case NameMAD:
+		c := DefaultMADConfig()
+		c.MinTail = levelMinTail
+		return c, nil
+	case NameSpike:
 		return DefaultMADConfig(), nil
 	case NameSpread:
 		return DefaultSpreadConfig(), nil
@@ -114,8 +118,8 @@ func FromArtifact(m *artifact.Model) (*Built, error) {
 			return fail(err)
 		}
 		c.Threshold = m.Threshold
-		if c.Window < 8 || c.Window > 1<<16 || !(c.Clip > 0) || c.Warmup < 0 {
-			return fail(errors.New("window must be in [8, 65536], clip > 0, warmup ≥ 0"))
+		if c.Window < 8 || c.Window > 1<<16 || !(c.Clip > 0) || c.Warmup < 0 || c.MinTail < 0 {
+			return fail(errors.New("window must be in [8, 65536], clip > 0, warmup ≥ 0, min_tail ≥ 0"))
 		}
 		if m.Kind == NameSpike {
 			b.NewSensor = func() Detector { return NewDiff(NewMAD(c)) }

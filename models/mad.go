@@ -17,7 +17,17 @@ type MADConfig struct {
 	// the median and MAD of a handful of readings are too unstable to
 	// call anything anomalous. 0 means DefaultWarmup; it is at least 8 and
 	// at most Window.
-	Warmup    int     `json:"warmup,omitempty"`
+	Warmup int `json:"warmup,omitempty"`
+	// MinTail is how many z-scores after the warm-up the detector spends
+	// calibrating: it learns their distribution (grey-zone values in full,
+	// so a sensor's real tail replaces the normal prior) and reports only
+	// scores ≥ calibScore (near-certain outliers). The z-scores of a
+	// short window on a slow, smooth signal (a bearing temperature) are
+	// far wider than the prior says, and trusting it raised false events
+	// minutes after a fresh start. 0 for none; the level detector of the
+	// ensemble uses 300, the spike detector none (its residuals are
+	// close to the prior, and it catches steps right after the warm-up).
+	MinTail   int     `json:"min_tail,omitempty"`
 	Threshold float64 `json:"threshold"`
 }
 
@@ -56,7 +66,16 @@ type MAD struct {
 	tick  int
 	// warm is the effective warm-up (see MADConfig.Warmup).
 	warm int
+	// learnt counts z-scores seen after the warm-up, up to MinTail.
+	learnt int
 }
+
+// calibScore is the score a z must reach to be reported while the detector
+// is still calibrating (MADConfig.MinTail): above the early false alarms
+// measured on slow signals (0.76–0.91, edge/internal/detect
+// TestFreshPlantIsQuiet) and below what a gross step scores, so a 16σ step
+// right after the warm-up is still raised (TestStepAfterShortWarmupIsRaised).
+const calibScore = 0.95
 
 // maxRepeats is how many exact repeats in a row the window still learns.
 const maxRepeats = 8
@@ -198,6 +217,16 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	d.lastZ = z
 	az := math.Abs(z)
 	s := d.tail.Score(az)
+	out := s
+	calibrating := d.learnt < d.cfg.MinTail
+	if calibrating {
+		// Calibrating: learn as usual (an outlier is learnt at
+		// alarmWeight and clipped), but report only the near-certain.
+		d.learnt++
+		if s < calibScore {
+			out = 0
+		}
+	}
 	if s >= d.cfg.Threshold {
 		d.run++
 		if d.run < len(d.ring) {
@@ -207,10 +236,16 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		d.tail.ObserveWeighted(az, alarmWeight)
 	} else if d.same > maxRepeats {
 		d.run = 0
-		return s
+		return out
 	} else {
 		d.run = 0
-		d.tail.ObserveWeighted(az, learnWeight(s, d.cfg.Threshold))
+		w := learnWeight(s, d.cfg.Threshold)
+		if calibrating {
+			// While calibrating, the grey zone is learnt in full: the
+			// prior's tail is the guess being corrected.
+			w = 1
+		}
+		d.tail.ObserveWeighted(az, w)
 		if d.longScale == 0 {
 			d.longScale = scale
 		} else {
@@ -218,7 +253,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		}
 	}
 	d.insert(v)
-	return s
+	return out
 }
 
 // diffRef is how many previous readings Diff takes the median of as its

@@ -29,13 +29,54 @@ func TestWarmupThenScores(t *testing.T) {
 			}
 		}
 	}
-	for _, name := range []string{NameEnsemble, NameMAD, NameSpike} {
+	for _, name := range []string{NameEnsemble, NameSpike} {
 		d, _ := New(name)
 		xs := signal(5, DefaultWarmup+5)
 		run(d, xs)
 		if s := d.Update(int64(len(xs))*minute, xs[len(xs)-1]+50); s < d.Threshold() {
 			t.Errorf("%s: a 100σ outlier right after the warm-up scored %.2f, want ≥ %.2f", name, s, d.Threshold())
 		}
+	}
+}
+
+// The level detector (rolling median/MAD) then calibrates for
+// levelMinTail readings: on a slow, smooth signal (a bearing temperature)
+// the z-scores of a short window are far wider than its normal prior says,
+// and trusting that prior raised false events minutes after a fresh start
+// (edge/internal/detect TestFreshPlantIsQuiet). While calibrating it
+// reports only near-certain outliers: deviations that the prior alone
+// calls anomalous score 0, a gross outlier scores. After it, a large
+// outlier scores.
+func TestLevelCalibratesBeforeScoring(t *testing.T) {
+	d, _ := New(NameMAD)
+	c := DefaultMADConfig()
+	c.MinTail = 0
+	raw := NewMAD(c) // the same detector without the calibration
+	rawHigh := 0
+	xs := signal(5, DefaultWarmup+levelMinTail)
+	for i, x := range xs {
+		want := "0"
+		switch {
+		case i > DefaultWarmup && i%100 == 60:
+			x += 4 // ~5.5σ of the signal, ~8σ of its fast noise
+		case i > DefaultWarmup && i%100 == 10:
+			x += 50 // ~70σ
+			want = "≥ threshold"
+		}
+		s := d.Update(int64(i)*minute, x)
+		if raw.Update(int64(i)*minute, x) >= raw.Threshold() && want == "0" {
+			rawHigh++
+		}
+		if (want == "0") != (s == 0) || (want != "0" && s < d.Threshold()) {
+			t.Errorf("reading %d (+%.0f) scored %.2f while calibrating, want %s", i, x-xs[i], s, want)
+		}
+	}
+	if rawHigh == 0 {
+		t.Errorf("without calibration no 8σ deviation scored anomalous: the test shows nothing")
+	}
+	n := int64(len(xs))
+	if s := d.Update(n*minute, xs[len(xs)-1]+10); s < d.Threshold() {
+		t.Errorf("a 14σ outlier after the calibration scored %.2f, want ≥ %.2f", s, d.Threshold())
 	}
 }
 

@@ -42,6 +42,14 @@ var plantStart = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 // what the stage handed on.
 func runPlant(t testing.TB, seed uint64, secs int, faults map[int][]eval.Fault) *sink {
 	t.Helper()
+	return runPlantProbe(t, seed, secs, faults, nil)
+}
+
+// runPlantProbe is runPlant that calls probe, if not nil, for every event
+// right after the reading that caused it, with the stage (to inspect the
+// sensor's detector).
+func runPlantProbe(t testing.TB, seed uint64, secs int, faults map[int][]eval.Fault, probe func(st *Stage, e wire.Event)) *sink {
+	t.Helper()
 	cfg := DefaultConfig()
 	set, err := cfg.ModelSet()
 	if err != nil {
@@ -75,8 +83,14 @@ func runPlant(t testing.TB, seed uint64, secs int, faults map[int][]eval.Fault) 
 			for c, v := range row {
 				batch = append(batch, wire.Reading{Sensor: names[i][c], Time: ts.UnixNano(), Value: v})
 			}
+			ne := len(next.es)
 			if err := st.Write(context.Background(), batch); err != nil {
 				t.Fatal(err)
+			}
+			if probe != nil {
+				for _, e := range next.es[ne:] {
+					probe(st, e)
+				}
 			}
 		}
 	}
@@ -90,9 +104,9 @@ func plantSecond(ns int64) int { return int((ns - plantStart.UnixNano()) / int64
 // run in the first 30 s, from medians and MADs of 8–20 readings). Nothing
 // is flagged during the warm-up, and over the whole run the stage raises
 // no more than its steady-state rate at 1 Hz: measured on these pumps at
-// about 4 events an hour for 35 sensors (one per 10-minute run at most),
-// heavy-tailed vibration outliers and load swings the calibration has
-// not yet seen.
+// about 3 events an hour for 35 sensors (one per 10-minute run at most),
+// mostly the spread detector on heavy-tailed vibration; see
+// TestFreshPlantIsQuiet for the counts by kind.
 func TestFreshStageOnNormalPlantRaisesNoStorm(t *testing.T) {
 	raised := 0
 	for seed := uint64(1); seed <= 3; seed++ {
@@ -125,14 +139,19 @@ func TestFreshStageOnNormalPlantRaisesNoStorm(t *testing.T) {
 // simulated load moves the three channels by 0.3–1.3σ every second), so
 // a univariate detector cannot catch every one of them without raising
 // alarms on normal load swings: measured 30/60 within 10 s at 8σ (delay
-// 0–4 s), 51/60 at 12σ, 59/60 at 16σ. The test holds those rates with a
-// small margin.
+// 0–4 s), 51/60 at 12σ, 59/60 at 16σ. Since the level detector calibrates
+// its tail for five minutes after the warm-up, reporting only near-certain
+// scores (which took the events of a fresh plant in its first five
+// minutes from 12 to 2 in 20 runs, TestFreshPlantIsQuiet), the 8σ step
+// 13 s after the warm-up is caught by the spike detector alone, 19/60; the
+// 16σ step is still caught 59/60. The test holds those rates with a small
+// margin.
 func TestStepAfterShortWarmupIsRaised(t *testing.T) {
 	channels := []string{3: "current_l1", 4: "pressure_discharge", 5: "flow"}
 	for _, c := range []struct {
 		sigma float64
 		min   int
-	}{{8, 27}, {16, 57}} {
+	}{{8, 16}, {16, 57}} {
 		caught := 0
 		for seed := uint64(1); seed <= 20; seed++ {
 			for ch := 3; ch <= 5; ch++ {
