@@ -12,6 +12,8 @@
 // BENCH_QUICK=1 (or -short) runs a smoke version of a few minutes with
 // smaller volumes; BENCH_DRAIN_N sets the number of buffered readings of
 // the backlog-drain stage; BENCH_OUT names a file that receives the table
-// as well; BENCH_MICRO=0 skips the micro benchmarks. Method and the latest
+// as well; BENCH_MICRO=0 skips the micro benchmarks; BENCH_BIN names a
+// directory holding other sm-edge and sm-collector builds (unstripped ones
+// for perf). Method and the latest
 // table are in BENCHMARKS.md at the repository root.
 package bench

@@ -27,18 +27,23 @@ import (
 // binaries are the paths of the two programs under test.
 type binaries struct{ edge, collector string }
 
-// findBinaries returns bin/sm-edge and bin/sm-collector of the repository
+// findBinaries returns sm-edge and sm-collector from BENCH_BIN (a
+// directory, e.g. unstripped builds for perf) or bin/ of the repository
 // (built by `make build`, stripped and static as shipped), or builds them
 // the same way into a temporary directory when either is missing.
 func findBinaries(t *testing.T, root string) binaries {
 	t.Helper()
-	b := binaries{edge: filepath.Join(root, "bin", "sm-edge"), collector: filepath.Join(root, "bin", "sm-collector")}
+	dir := filepath.Join(root, "bin")
+	if d := os.Getenv("BENCH_BIN"); d != "" {
+		dir = d
+	}
+	b := binaries{edge: filepath.Join(dir, "sm-edge"), collector: filepath.Join(dir, "sm-collector")}
 	_, e1 := os.Stat(b.edge)
 	_, e2 := os.Stat(b.collector)
 	if e1 == nil && e2 == nil {
 		return b
 	}
-	dir := t.TempDir()
+	dir = t.TempDir()
 	b = binaries{edge: filepath.Join(dir, "sm-edge"), collector: filepath.Join(dir, "sm-collector")}
 	for out, pkg := range map[string]string{b.edge: "./edge/cmd/sm-edge", b.collector: "./collector/cmd/sm-collector"} {
 		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
@@ -303,11 +308,12 @@ func metric(url, name, filter string) float64 {
 
 // collector is sm-collector serving one stage's database.
 type collector struct {
-	p     *proc
-	base  string
-	dbURL string
-	env   []string
-	bin   string
+	p       *proc
+	base    string
+	metrics string // URL of /metrics, served without credentials on its own port
+	dbURL   string
+	env     []string
+	bin     string
 }
 
 // startCollector migrates a fresh database, adds the latency probe column
@@ -319,16 +325,18 @@ func startCollector(t *testing.T, dir, bin string) *collector {
 	runOnce(t, bin, env, "migrate")
 	addLatencyProbe(t, dbURL)
 	c := &collector{dbURL: dbURL, env: env, bin: bin}
-	port := testenv.FreePort(t)
+	port, mport := testenv.FreePort(t), testenv.FreePort(t)
 	c.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	c.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
 	cfg := fmt.Sprintf(`version: 1
 listen: 127.0.0.1:%d
+metrics: {listen: "127.0.0.1:%d"}
 shutdown_timeout: 10s
 log: {level: warn, format: text}
 database: {timescale: "off", max_conns: 12}
 rate_limits: {edge: {per_second: 0}}
 ingest: {retry_after: 1s, write_timeout: 10s}
-`, port)
+`, port, mport)
 	cfgPath := filepath.Join(dir, "collector.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -56,12 +56,23 @@ func latency(t *testing.T, dbURL, prefix string, from, to time.Time) (p50, p99 t
 // publish to the last stored. Latency: the publisher paced at half that
 // rate for a fixed time, publish → row written per reading.
 func edgeEndToEnd(t *testing.T, bins binaries, v volumes, rep *report) {
+	// 100 sensors: few sensor rows per collector batch; 20,000: the plant
+	// of the issue, every batch touching thousands of sensors.
+	for _, sensors := range []int{100, 20_000} {
+		endToEnd(t, bins, v, rep, sensors)
+	}
+}
+
+func endToEnd(t *testing.T, bins binaries, v volumes, rep *report, sensors int) {
 	dir := t.TempDir()
 	broker := testenv.StartMosquitto(t, "")
 	coll := startCollector(t, dir, bins.collector)
 	tok := writeToken(t, dir, coll.register(t, "bench"))
 	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
-	const sensors = 2000
+	defer func() {
+		e.p.stop()
+		coll.p.stop()
+	}()
 	t0 := time.Now()
 	var pubDone atomic.Int64
 	var wg sync.WaitGroup
@@ -74,8 +85,8 @@ func edgeEndToEnd(t *testing.T, bins binaries, v volumes, rep *report) {
 	took := time.Since(t0)
 	rate := float64(v.e2eMsgs) / took.Seconds()
 	wait()
-	t.Logf("sustained: published and stored %d in %s (publisher finished after %s)", v.e2eMsgs, took, time.Duration(pubDone.Load()-t0.UnixNano()))
-	rep.add(row{stage: "edge end to end", what: fmt.Sprintf("sustained: %d one-reading messages published as fast as acknowledged → edge → collector → PostgreSQL", v.e2eMsgs),
+	t.Logf("%d sensors, sustained: published and stored %d in %s (publisher finished after %s)", sensors, v.e2eMsgs, took, time.Duration(pubDone.Load()-t0.UnixNano()))
+	rep.add(row{stage: "edge end to end", what: fmt.Sprintf("%d sensors, sustained: %d one-reading messages published as fast as acknowledged → edge → collector → PostgreSQL", sensors, v.e2eMsgs),
 		figure: perSec(rate) + " readings"})
 
 	half := rate / 2
@@ -83,13 +94,40 @@ func edgeEndToEnd(t *testing.T, bins binaries, v volumes, rep *report) {
 	l.ratePerSec = half
 	base := e.forwarded()
 	from := time.Now()
+	stopTrace := trace(t, e, coll, l)
 	l.publish(t.Context(), t, broker.URL)
 	to := time.Now()
+	stopTrace()
 	waitFor(t, 2*time.Minute, "the paced readings to be stored", func() bool { return e.forwarded() >= base+float64(l.msgs) })
 	p50, p99, n := latency(t, coll.dbURL, "h/", from.Add(-time.Second), to.Add(time.Second))
 	achieved := float64(l.msgs) / to.Sub(from).Seconds()
-	rep.add(row{stage: "edge end to end", what: fmt.Sprintf("publish → stored at 50 %% load (%s offered, %s achieved, %d readings)", perSec(half), perSec(achieved), n),
+	rep.add(row{stage: "edge end to end", what: fmt.Sprintf("%d sensors, publish → stored at 50 %% load (%s offered, %s achieved, %d readings)", sensors, perSec(half), perSec(achieved), n),
 		figure: fmt.Sprintf("p50 %s, p99 %s", ms(p50), ms(p99)), goal: "p99 ≤ 250 ms"})
+}
+
+// trace logs, every second, what was published, committed to the edge's
+// queue, forwarded and left in the queue, so a lagging stage shows.
+func trace(t *testing.T, e *edge, c *collector, l *load) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				m := e.admin + "/metrics"
+				t.Logf("published %d, committed %.0f, forwarded %.0f, queue %.0f; edge forward latency %.3f s over %.0f requests; collector: batch %.3f s, db write %.3f s over %.0f, %.0f COPY fallbacks",
+					l.publishedAt.Load(), e.committed(), e.forwarded(), e.queueRecords(),
+					metric(m, "smartmaint_edge_forward_latency_seconds_sum", ""), metric(m, "smartmaint_edge_forward_latency_seconds_count", ""),
+					metric(c.metrics, "smartmaint_collector_ingest_batch_seconds_sum", ""), metric(c.metrics, "smartmaint_collector_db_write_seconds_sum", ""),
+					metric(c.metrics, "smartmaint_collector_db_write_seconds_count", ""), metric(c.metrics, "smartmaint_collector_ingest_copy_fallbacks_total", ""))
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // collectorBatches builds n encoded 1,000-reading batches (100 sensors ×
