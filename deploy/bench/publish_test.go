@@ -156,32 +156,3 @@ func (l *load) publishAsync(ctx context.Context, t *testing.T, url string) (wait
 	wg.Go(func() { l.publish(ctx, t, url) })
 	return wg.Wait
 }
-
-// rateOf samples counter every 20 ms until it reaches target and returns
-// the rate between the first sample above base and the sample at target,
-// so the time to start or connect is not counted.
-func rateOf(t *testing.T, what string, timeout time.Duration, base, target float64, counter func() float64) float64 {
-	t.Helper()
-	var t1 time.Time
-	var c1 float64
-	var t2 time.Time
-	ok := poll(timeout, 20*time.Millisecond, func() bool {
-		c := counter()
-		now := time.Now()
-		if t1.IsZero() && c > base {
-			t1, c1 = now, c
-		}
-		if c >= target {
-			t2 = now
-			return true
-		}
-		return false
-	})
-	if !ok {
-		t.Fatalf("%s: did not reach %.0f within %s (at %.0f)", what, target, timeout, counter())
-	}
-	if !t2.After(t1) || target-c1 <= 0 {
-		return math.Inf(1)
-	}
-	return (target - c1) / t2.Sub(t1).Seconds()
-}
