@@ -66,8 +66,8 @@ fuzz: services
 		done; \
 	done
 
-## bench: micro and system benchmarks in one table (deploy/bench; ~15 min,
-## BENCH_QUICK=1 for a ~3 min smoke run); the table also goes to bin/bench.md
+## bench: micro and system benchmarks in one table (deploy/bench; ~6 min,
+## BENCH_QUICK=1 for a ~1.5 min smoke run); the table also goes to bin/bench.md
 bench: services build
 	BENCH_OUT=$${BENCH_OUT:-$(CURDIR)/$(BIN)/bench.md} $(GO) test -count=1 -v -tags bench -run '^TestBench$$' -timeout 40m ./deploy/bench
 

@@ -277,7 +277,7 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 		e.p.stop()
 		g := goal
 		if absGoal > 0 {
-			g += fmt.Sprintf(" and ≥ %s", perSec(absGoal))
+			g = strings.TrimPrefix(g+fmt.Sprintf(" and ≥ %s", perSec(absGoal)), " and ")
 		}
 		rep.add(row{stage: "edge ingest", what: what, figure: perSec(edgeRate) + " readings", baseline: baseline,
 			ratio: ratio(edgeRate, bareRate), goal: g})

@@ -9,11 +9,14 @@
 //
 //	make build && go test -count=1 -v -tags bench -run TestBench -timeout 40m ./deploy/bench
 //
-// BENCH_QUICK=1 (or -short) runs a smoke version of a few minutes with
-// smaller volumes; BENCH_DRAIN_N sets the number of buffered readings of
-// the backlog-drain stage; BENCH_OUT names a file that receives the table
-// as well; BENCH_MICRO=0 skips the micro benchmarks; BENCH_BIN names a
-// directory holding other sm-edge and sm-collector builds (unstripped ones
-// for perf). Method and the latest
-// table are in BENCHMARKS.md at the repository root.
+// A full run takes about 6 minutes on the 2-core development machine.
+// BENCH_QUICK=1 (or -short) runs a smoke version of about 1.5 minutes
+// with smaller volumes; BENCH_DRAIN_N sets the number of buffered readings
+// of the backlog-drain stage (default 5,000,000, quick 100,000); BENCH_OUT
+// names a file that receives the table as well; BENCH_MICRO=0 skips the
+// micro benchmarks; BENCH_BIN names a directory holding other sm-edge and
+// sm-collector builds (unstripped ones for perf). The end-to-end stage
+// logs a per-second trace (published, committed, forwarded, queued, the
+// collector's database time) with -v. Method and the latest table are in
+// BENCHMARKS.md at the repository root.
 package bench
