@@ -1,7 +1,7 @@
 # Smart Maintenance — build, test and run.
 #   make demo    run the whole system on its embedded defaults
 #   make test    unit + integration tests against real PostgreSQL, Mosquitto and S3
-# Other targets: build cross lint fuzz bench e2e services clean help
+# Other targets: build cross lint fuzz bench bench-quick e2e services clean help
 
 SHELL      := /usr/bin/env bash
 GO         ?= go
@@ -22,7 +22,7 @@ export SM_TEST_S3       ?= http://127.0.0.1:$(SM_S3_PORT)
 TEST_TIMEOUT ?= 20m
 FUZZTIME     ?= 10s
 
-.PHONY: all build cross test unit lint fuzz bench e2e demo services clean help
+.PHONY: all build cross test unit lint fuzz bench bench-quick e2e demo services clean help
 
 all: build
 
@@ -66,9 +66,14 @@ fuzz: services
 		done; \
 	done
 
-## bench: micro and system benchmarks
-bench: services
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 60m ./...
+## bench: micro and system benchmarks in one table (deploy/bench; ~6 min,
+## BENCH_QUICK=1 for a ~1.5 min smoke run); the table also goes to bin/bench.md
+bench: services build
+	BENCH_OUT=$${BENCH_OUT:-$(CURDIR)/$(BIN)/bench.md} $(GO) test -count=1 -v -tags bench -run '^TestBench$$' -timeout 40m ./deploy/bench
+
+## bench-quick: the same with small volumes
+bench-quick:
+	BENCH_QUICK=1 $(MAKE) bench
 
 ## e2e: end-to-end scenarios with the real binaries
 e2e: services build

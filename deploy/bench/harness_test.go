@@ -1,0 +1,472 @@
+//go:build bench
+
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smartmaint/smartmaint/shared/testenv"
+)
+
+// binaries are the paths of the two programs under test.
+type binaries struct{ edge, collector string }
+
+// findBinaries returns sm-edge and sm-collector from BENCH_BIN (a
+// directory, e.g. unstripped builds for perf) or bin/ of the repository
+// (built by `make build`, stripped and static as shipped), or builds them
+// the same way into a temporary directory when either is missing.
+func findBinaries(t *testing.T, root string) binaries {
+	t.Helper()
+	dir := filepath.Join(root, "bin")
+	if d := os.Getenv("BENCH_BIN"); d != "" {
+		dir = d
+	}
+	b := binaries{edge: filepath.Join(dir, "sm-edge"), collector: filepath.Join(dir, "sm-collector")}
+	_, e1 := os.Stat(b.edge)
+	_, e2 := os.Stat(b.collector)
+	if e1 == nil && e2 == nil {
+		return b
+	}
+	dir = t.TempDir()
+	b = binaries{edge: filepath.Join(dir, "sm-edge"), collector: filepath.Join(dir, "sm-collector")}
+	for out, pkg := range map[string]string{b.edge: "./edge/cmd/sm-edge", b.collector: "./collector/cmd/sm-collector"} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if o, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, o)
+		}
+	}
+	t.Logf("bin/ was incomplete: built the binaries into %s", dir)
+	return b
+}
+
+// repoRoot walks up from the working directory to the directory holding
+// go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// proc is one run of a program under test, its output appended to a log.
+type proc struct {
+	t       *testing.T
+	name    string
+	bin     string
+	args    []string
+	env     []string
+	logPath string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	started time.Time
+}
+
+func newProc(t *testing.T, dir, name, bin string, env []string, args ...string) *proc {
+	p := &proc{t: t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(dir, name+".log")}
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("last lines of %s:\n%s", p.name, tail(p.logPath, 40))
+		}
+	})
+	return p
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd != nil {
+		p.t.Fatalf("%s is already running", p.name)
+	}
+	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatalf("open %s: %v", p.logPath, err)
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	p.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		f.Close()
+		close(done)
+	}()
+	p.cmd, p.done = cmd, done
+}
+
+func (p *proc) signal(sig syscall.Signal, grace time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	p.cmd, p.done = nil, nil
+}
+
+func (p *proc) kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
+func (p *proc) stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
+
+func (p *proc) exited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// mem is a process's memory from /proc/PID/status, in bytes.
+type mem struct {
+	hwm, rss int64 // VmHWM (peak resident), VmRSS
+	anon     int64 // RssAnon: heap, stacks (not the queue file's mapped pages)
+	file     int64 // RssFile: mapped files (bbolt maps its file) and the binary
+}
+
+func (m mem) String() string {
+	return fmt.Sprintf("peak %s; now %s = %s anon + %s file", mib(m.hwm), mib(m.rss), mib(m.anon), mib(m.file))
+}
+
+// memory returns the memory of the running process.
+func (p *proc) memory() (m mem) {
+	p.mu.Lock()
+	pid := 0
+	if p.cmd != nil {
+		pid = p.cmd.Process.Pid
+	}
+	p.mu.Unlock()
+	if pid == 0 {
+		return m
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return m
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmHWM:":
+			m.hwm = kb << 10
+		case "VmRSS:":
+			m.rss = kb << 10
+		case "RssAnon:":
+			m.anon = kb << 10
+		case "RssFile:":
+			m.file = kb << 10
+		}
+	}
+	return m
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runOnce runs a program to completion and returns its stdout.
+func runOnce(t *testing.T, bin string, env []string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
+	}
+	return out.String()
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(timeout, 50*time.Millisecond, cond) {
+		t.Fatalf("timed out after %s waiting for %s", timeout, what)
+	}
+}
+
+func poll(timeout, every time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(every)
+	}
+	return true
+}
+
+func httpGet(ctx context.Context, url string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func ready(url string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	code, _, err := httpGet(ctx, url)
+	return err == nil && code == http.StatusOK
+}
+
+// metric sums the samples of a Prometheus metric in a text exposition
+// whose labels contain filter ("" for all); -1 when the page is unreadable.
+func metric(url, name, filter string) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	code, b, err := httpGet(ctx, url)
+	if err != nil || code != http.StatusOK {
+		return -1
+	}
+	var sum float64
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if filter != "" && !strings.Contains(rest, filter) {
+			continue
+		}
+		f := strings.Fields(rest)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// collector is sm-collector serving one stage's database.
+type collector struct {
+	p       *proc
+	base    string
+	metrics string // URL of /metrics, served without credentials on its own port
+	dbURL   string
+	env     []string
+	bin     string
+}
+
+// startCollector migrates a fresh database, adds the latency probe column
+// and starts serve.
+func startCollector(t *testing.T, dir, bin string) *collector {
+	t.Helper()
+	dbURL := testenv.Postgres(t)
+	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
+	runOnce(t, bin, env, "migrate")
+	addLatencyProbe(t, dbURL)
+	c := &collector{dbURL: dbURL, env: env, bin: bin}
+	port, mport := testenv.FreePort(t), testenv.FreePort(t)
+	c.base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	c.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", mport)
+	cfg := fmt.Sprintf(`version: 1
+listen: 127.0.0.1:%d
+metrics: {listen: "127.0.0.1:%d"}
+shutdown_timeout: 10s
+log: {level: warn, format: text}
+database: {timescale: "off", max_conns: 12}
+rate_limits: {edge: {per_second: 0}}
+ingest: {retry_after: 1s, write_timeout: 10s}
+`, port, mport)
+	cfgPath := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c.p = newProc(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
+	c.start(t)
+	return c
+}
+
+// register registers an edge and returns its token.
+func (c *collector) register(t *testing.T, id string) string {
+	t.Helper()
+	return strings.TrimSpace(runOnce(t, c.bin, c.env, "edge", "register", "--name", id))
+}
+
+func (c *collector) start(t *testing.T) {
+	t.Helper()
+	c.p.start()
+	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
+		if c.p.exited() {
+			t.Fatalf("sm-collector exited:\n%s", tail(c.p.logPath, 30))
+		}
+		return ready(c.base + "/readyz")
+	})
+}
+
+// addLatencyProbe adds a column to readings recording when each row was
+// written (clock_timestamp() inside the committing transaction), as
+// deploy/e2e does; the collector names its columns, so it takes the
+// default.
+func addLatencyProbe(t *testing.T, dbURL string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE readings ADD COLUMN bench_written_at timestamptz NOT NULL DEFAULT clock_timestamp()`); err != nil {
+		t.Fatalf("add latency probe column: %v", err)
+	}
+}
+
+// edge is sm-edge with its configuration and data directory.
+type edge struct {
+	p     *proc
+	admin string
+}
+
+// startEdge writes the edge configuration (one-reading and batched JSON
+// subscriptions, default scoring ensemble, a 4 GiB queue budget) and
+// starts it; it returns the edge and the time from process start to
+// /readyz.
+func startEdge(t *testing.T, dir, bin, broker, collectorURL, tokenFile string) (*edge, time.Duration) {
+	t.Helper()
+	port := testenv.FreePort(t)
+	cfg := fmt.Sprintf(`version: 1
+edge_id: bench
+data_dir: %s
+admin: {listen: "127.0.0.1:%d"}
+log: {level: warn, format: text}
+broker:
+  url: %s
+  client_id: sm-edge-bench
+  keep_alive: 5s
+  reconnect: {initial: 100ms, max: 1s}
+subscriptions:
+  - topic: smm/{site}/{line}/{asset}/{sensor}
+    qos: 1
+    format: json
+    json: {value: v, timestamp: ts, time_unit: us}
+    profile: generic_4_20ma
+  - topic: smb/{site}/{line}/{asset}
+    qos: 1
+    format: json
+    json: {items: items, sensor: s, value: v, timestamp: ts, time_unit: us}
+    profile: generic_4_20ma
+buffer: {max_bytes: %d}
+collector:
+  url: %s
+  token_file: %s
+  batch_delay: 100ms
+  status_interval: 2s
+  timeout: 15s
+  backoff: {initial: 100ms, max: 1s, max_retry_after: 2s}
+`, filepath.Join(dir, "edge-data"), port, broker, int64(4)<<30, collectorURL, tokenFile)
+	cfgPath := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := &edge{admin: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	e.p = newProc(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
+	return e, e.start(t)
+}
+
+// start starts sm-edge and returns the time until /readyz answered 200.
+func (e *edge) start(t *testing.T) time.Duration {
+	t.Helper()
+	e.p.start()
+	if !poll(30*time.Second, 2*time.Millisecond, func() bool {
+		if e.p.exited() {
+			t.Fatalf("sm-edge exited:\n%s", tail(e.p.logPath, 30))
+		}
+		return ready(e.admin + "/readyz")
+	}) {
+		t.Fatalf("sm-edge not ready within 30s:\n%s", tail(e.p.logPath, 30))
+	}
+	return time.Since(e.p.started)
+}
+
+// committed is the number of records the edge committed to its durable
+// queue since it started.
+func (e *edge) committed() float64 {
+	return metric(e.admin+"/metrics", "smartmaint_edge_buffer_appends_total", "")
+}
+
+// forwarded is the number of records the collector accepted (or
+// recognised as duplicates) since the edge started.
+func (e *edge) forwarded() float64 {
+	return metric(e.admin+"/metrics", "smartmaint_edge_forward_records_total", `result="accepted"`) +
+		max(0, metric(e.admin+"/metrics", "smartmaint_edge_forward_records_total", `result="duplicate"`))
+}
+
+// writeToken writes a token file for the edge.
+func writeToken(t *testing.T, dir, token string) string {
+	t.Helper()
+	f := filepath.Join(dir, "edge.token")
+	if err := os.WriteFile(f, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
