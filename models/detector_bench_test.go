@@ -1,6 +1,7 @@
 package models
 
 import (
+	"runtime"
 	"testing"
 )
 
@@ -74,4 +75,35 @@ func BenchmarkAssetRow(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		a.Update(int64(i), rows[i%len(rows)])
 	}
+}
+
+// BenchmarkEnsembleMemory reports the live heap held by the default
+// ensembles of a 20,000-sensor edge after each has scored 200 readings
+// (bytes/sensor), measured with runtime.ReadMemStats after a GC.
+func BenchmarkEnsembleMemory(b *testing.B) {
+	const sensors, readings = 20000, 200
+	xs := signal(1, readings)
+	b.ReportAllocs()
+	for b.Loop() {
+		before := liveHeap()
+		ds := make([]Detector, sensors)
+		for i := range ds {
+			ds[i] = NewEnsemble(DefaultEnsembleConfig())
+			for j, x := range xs {
+				ds[i].Update(int64(j), x)
+			}
+		}
+		after := liveHeap()
+		b.ReportMetric(float64(after-before)/sensors, "bytes/sensor")
+		runtime.KeepAlive(ds)
+	}
+}
+
+// liveHeap returns the bytes of live heap objects after a full GC.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
