@@ -40,9 +40,13 @@ func DefaultMADConfig() MADConfig {
 // z-score that outliers inside the window barely move. It costs O(Window)
 // per reading (sorted-window insert/delete and a merge walk for the MAD).
 type MAD struct {
-	cfg    MADConfig
-	ring   []float64
+	cfg MADConfig
+	// sorted is the window in ascending order; slot[i] is the ring
+	// position (arrival order modulo Window) of sorted[i], so the oldest
+	// reading is found by its slot without keeping a second copy of the
+	// window's values: 2 bytes per reading instead of 8.
 	sorted []float64
+	slot   []uint16
 	head   int
 	n      int
 	tail   Tail
@@ -85,6 +89,9 @@ func NewMAD(cfg MADConfig) *MAD {
 	if cfg.Window < 8 {
 		cfg.Window = 8
 	}
+	if cfg.Window > maxWindow {
+		cfg.Window = maxWindow
+	}
 	warm := cfg.Warmup
 	if warm == 0 {
 		warm = DefaultWarmup
@@ -93,8 +100,8 @@ func NewMAD(cfg MADConfig) *MAD {
 	return &MAD{
 		cfg:    cfg,
 		warm:   warm,
-		ring:   make([]float64, cfg.Window),
 		sorted: make([]float64, 0, cfg.Window),
+		slot:   make([]uint16, 0, cfg.Window),
 		tail:   NewTail(20000, 0.1, 0, halfNormalPrior(50)),
 	}
 }
@@ -164,21 +171,35 @@ func (d *MAD) medianScale() (med, scale float64) {
 	return med, scale
 }
 
+// maxWindow is the largest window a slot index (uint16) can address; it
+// is also the limit FromArtifact enforces on trained configs.
+const maxWindow = 1 << 16
+
+// insert adds v to the window, dropping the oldest reading when it is
+// full. Equal values are interchangeable in the sorted window, so which
+// of several equal ones carries the oldest slot does not matter.
 func (d *MAD) insert(v float64) {
-	if d.n == len(d.ring) {
-		old := d.ring[d.head]
-		i := searchFloat(d.sorted, old)
+	if d.n == d.cfg.Window {
+		h := uint16(d.head)
+		i := 0
+		for d.slot[i] != h {
+			i++
+		}
 		copy(d.sorted[i:], d.sorted[i+1:])
+		copy(d.slot[i:], d.slot[i+1:])
 		d.sorted = d.sorted[:len(d.sorted)-1]
+		d.slot = d.slot[:len(d.slot)-1]
 	} else {
 		d.n++
 	}
-	d.ring[d.head] = v
-	d.head = (d.head + 1) % len(d.ring)
 	i := searchFloat(d.sorted, v)
 	d.sorted = d.sorted[:len(d.sorted)+1]
 	copy(d.sorted[i+1:], d.sorted[i:])
 	d.sorted[i] = v
+	d.slot = d.slot[:len(d.slot)+1]
+	copy(d.slot[i+1:], d.slot[i:])
+	d.slot[i] = uint16(d.head)
+	d.head = (d.head + 1) % d.cfg.Window
 }
 
 // searchFloat is sort.SearchFloat64s without the closure.
@@ -229,7 +250,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	}
 	if s >= d.cfg.Threshold {
 		d.run++
-		if d.run < len(d.ring) {
+		if d.run < d.cfg.Window {
 			c := d.cfg.Clip * scale
 			v = math.Max(med-c, math.Min(med+c, v))
 		}
