@@ -99,7 +99,8 @@ const (
 
 // Tail is an online estimate of the distribution of a non-negative
 // statistic under normal operation. It keeps a log-binned histogram (a fixed
-// array, no allocation) with exponential forgetting (counts are halved when
+// array of float32 counts — ample for counts bounded by Cap — no
+// allocation) with exponential forgetting (counts are halved when
 // they exceed Cap), and maps a statistic to an upper-tail probability: the
 // empirical fraction up to the 99th percentile, and beyond it an exponential
 // tail whose scale is fitted from the 90th and 99th percentiles. This makes
@@ -108,7 +109,7 @@ const (
 //
 // The zero value is not usable; use NewTail.
 type Tail struct {
-	counts [tailBins]float64
+	counts [tailBins]float32
 	total  float64
 	// Cap bounds the total count; with Cap N the histogram remembers about
 	// the last N observations.
@@ -172,7 +173,7 @@ func (t *Tail) add(s float64, w float64) {
 	if math.IsNaN(s) || s < 0 {
 		return
 	}
-	t.counts[tailBin(s)] += w
+	t.counts[tailBin(s)] += float32(w)
 	t.total += w
 	if t.Cap > 0 && t.total > t.Cap {
 		for i := range t.counts {
@@ -209,7 +210,7 @@ func (t *Tail) quantile(upper float64) float64 {
 	want := upper * t.total
 	acc := 0.0
 	for i := tailBins - 1; i >= 0; i-- {
-		c := t.counts[i]
+		c := float64(t.counts[i])
 		if acc+c >= want {
 			if c == 0 {
 				return binLo(i)
@@ -250,11 +251,11 @@ func (t *Tail) P(s float64) float64 {
 	i := tailBin(s)
 	acc := 0.0
 	for j := tailBins - 1; j > i; j-- {
-		acc += t.counts[j]
+		acc += float64(t.counts[j])
 	}
 	lo, hi := binLo(i), binHi(i)
 	if hi > lo {
-		acc += t.counts[i] * (hi - s) / (hi - lo)
+		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)
 	}
 	p := acc / t.total
 	if p < tailUpper {

@@ -36,7 +36,11 @@ type TailState struct {
 
 // State returns the serialisable form of t.
 func (t *Tail) State() TailState {
-	return TailState{Counts: append([]float64(nil), t.counts[:]...), Cap: t.Cap, MinScale: t.MinScale}
+	counts := make([]float64, len(t.counts))
+	for i, c := range t.counts {
+		counts[i] = float64(c)
+	}
+	return TailState{Counts: counts, Cap: t.Cap, MinScale: t.MinScale}
 }
 
 // TailFromState rebuilds a Tail.
@@ -46,11 +50,11 @@ func TailFromState(s TailState) (Tail, error) {
 	}
 	t := Tail{Cap: s.Cap, MinScale: s.MinScale}
 	for i, c := range s.Counts {
-		if !(c >= 0) || math.IsInf(c, 0) {
-			return Tail{}, fmt.Errorf("tail: count %d not a finite non-negative number", i)
+		if !(c >= 0) || c > math.MaxFloat32 {
+			return Tail{}, fmt.Errorf("tail: count %d not a finite non-negative number below %g", i, math.MaxFloat32)
 		}
-		t.counts[i] = c
-		t.total += c
+		t.counts[i] = float32(c)
+		t.total += float64(t.counts[i])
 	}
 	t.refresh()
 	return t, nil
