@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -39,6 +40,10 @@ listens on admin.listen (default 127.0.0.1:9470).`,
 				return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d problem(s); run `sm-edge config validate`", file, len(probs))}
 			}
 			logger := newLogger(stdio, cfg.Log)
+			if cfg.MemoryLimit > 0 {
+				debug.SetMemoryLimit(cfg.MemoryLimit)
+				logger.Info("soft memory limit set", "memory_limit", cfg.MemoryLimit)
+			}
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mapper, err := agent.NewMapper(cfg, profiles, reg, logger)

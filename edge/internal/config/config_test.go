@@ -83,6 +83,9 @@ func TestFullConfigValues(t *testing.T) {
 	if cfg.Broker.Reconnect.Max.String() != "1m0s" || *cfg.Subscriptions[0].QoS != 2 || cfg.Subscriptions[1].QoSOrDefault() != 0 {
 		t.Errorf("values not decoded: %+v", cfg.Broker.Reconnect)
 	}
+	if cfg.MemoryLimit != 128<<20 {
+		t.Errorf("memory_limit = %d, want %d", cfg.MemoryLimit, 128<<20)
+	}
 	if cfg.ClientID() != "edge-a" {
 		t.Errorf("client id %q", cfg.ClientID())
 	}
