@@ -49,6 +49,12 @@ type Message struct {
 // Ack acknowledges the message to the broker (PUBACK/PUBREC); a no-op for
 // QoS 0. Call it only once the message's readings are durable or the
 // message has been recorded as poison.
+
+// ackFlushDelay is how long shutdown waits between the last acknowledgement
+// and DISCONNECT (see Run); a few writes on loopback take microseconds, so
+// this is generous without delaying a shutdown noticeably.
+const ackFlushDelay = 100 * time.Millisecond
+
 func (m *Message) Ack() {
 	if m.msg != nil {
 		m.msg.Ack()
@@ -272,6 +278,13 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		<-done
 	}
 	if s.client.IsConnected() {
+		// paho hands acknowledgements to its writer through a forwarding
+		// goroutine and DISCONNECT through another channel, and the writer
+		// picks between them at random: an ack handed over just before
+		// Disconnect can lose the race and the broker then redelivers that
+		// message to the next session. Give the writer a moment to send
+		// the last acknowledgements first.
+		time.Sleep(ackFlushDelay)
 		s.client.Disconnect(500) // ms to flush the last acknowledgements
 	}
 	s.setState(StateDisconnected, nil)
