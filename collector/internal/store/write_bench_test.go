@@ -38,7 +38,15 @@ func BenchmarkWriteBatchManySensors(b *testing.B) {
 	}
 }
 
-func benchManySensors(b *testing.B, sensorOf func(k int) int) {
+// manySensorsDB is a fresh database with 20,000 sensors of one edge; batch
+// builds the i-th batch of 5,000 readings of the run.
+type manySensorsDB struct {
+	db    *DB
+	batch func(i int) *BatchWrite
+}
+
+func newManySensorsDB(b *testing.B, sensorOf func(k int) int) manySensorsDB {
+	b.Helper()
 	ctx := context.Background()
 	db := openTestDB(b, Options{Timescale: TimescaleOff, MaxConns: manyConcurrency + 2})
 	edge, _, err := db.RegisterEdge(ctx, "edge-many")
@@ -75,6 +83,13 @@ func benchManySensors(b *testing.B, sensorOf func(k int) int) {
 		}
 		return w
 	}
+	return manySensorsDB{db: db, batch: batch}
+}
+
+func benchManySensors(b *testing.B, sensorOf func(k int) int) {
+	ctx := context.Background()
+	m := newManySensorsDB(b, sensorOf)
+	db, batch := m.db, m.batch
 	// Warm up: every sensor has a stored reading before timing starts.
 	next := 0
 	for ; next < manySensors/manyBatchSize; next++ {
@@ -114,4 +129,32 @@ func benchManySensors(b *testing.B, sensorOf func(k int) int) {
 	}
 	b.ReportMetric(float64(b.N*manyBatchSize)/elapsed.Seconds(), "readings/s")
 	b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N)*manyConcurrency, "ms/batch")
+}
+
+// BenchmarkListSensorsManySensors measures one full page (1,000 sensors)
+// of ListSensors, with last values, over 20,000 sensors holding 5
+// readings each. One op is one page.
+func BenchmarkListSensorsManySensors(b *testing.B) {
+	ctx := context.Background()
+	m := newManySensorsDB(b, func(k int) int { return k % manySensors })
+	for i := range 5 * manySensors / manyBatchSize {
+		if _, err := m.db.WriteBatch(ctx, m.batch(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := m.db.pool.Exec(ctx, `ANALYZE`); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	cursor := ""
+	for b.Loop() {
+		page, next, err := m.db.ListSensors(ctx, SensorFilter{}, Page{Cursor: cursor, Limit: MaxPageLimit})
+		if err != nil || len(page) != MaxPageLimit || page[0].LastValue == nil {
+			b.Fatalf("page of %d sensors, %v", len(page), err)
+		}
+		cursor = next
+		if next == "" {
+			cursor = ""
+		}
+	}
 }
