@@ -21,7 +21,7 @@ const (
 )
 
 // BenchmarkIngestVsRawCopy measures sustained ingest through Service.Ingest
-// (validation, dedup, batch record, dead letters, last values, one
+// (validation, dedup, batch record, dead letters, one
 // transaction per batch) into PostgreSQL against raw pgx COPY (CopyFrom,
 // no dedup, no bookkeeping) of the same number of readings into the same
 // readings table, alternating batch by batch in the same run. It reports

@@ -20,8 +20,17 @@ const bucketOriginSQL = "TIMESTAMPTZ '2000-01-03 00:00:00+00'"
 // over a long range cannot make the server build millions of buckets.
 const MaxBuckets = 100_000
 
-const sensorColumns = `id, site, line, asset, name, type, unit, range_min, range_max, range_policy,
-	COALESCE(edge_id, ''), auto_registered, created_at, last_value, last_time`
+// sensorColumns are the columns scanSensor reads, from sensorsFrom.
+const sensorColumns = `s.id, s.site, s.line, s.asset, s.name, s.type, s.unit, s.range_min, s.range_max, s.range_policy,
+	COALESCE(s.edge_id, ''), s.auto_registered, s.created_at, l.value, l.time`
+
+// sensorsFrom joins each sensor s to its newest stored reading l (NULLs
+// when it has none). Last values are not kept in the sensors table, so
+// that ingest does not rewrite a sensors row per sensor and batch; the
+// primary key (sensor_id, time) of readings makes this one index probe
+// (per partition or chunk, newest first) for each sensor returned.
+const sensorsFrom = ` FROM sensors s LEFT JOIN LATERAL (SELECT value, time FROM readings
+	WHERE sensor_id = s.num ORDER BY time DESC LIMIT 1) l ON true`
 
 func scanSensor(r pgx.Row) (Sensor, error) {
 	var s Sensor
@@ -41,12 +50,12 @@ func (db *DB) ListSensors(ctx context.Context, f SensorFilter, p Page) ([]Sensor
 	}
 	limit := p.limit(MaxPageLimit)
 	var w filterSQL
-	w.add("id > $?", after.s)
-	w.eq("site", f.Site)
-	w.eq("asset", f.Asset)
-	w.eq("type", f.Type)
-	w.eq("edge_id", f.EdgeID)
-	sql, args := w.query(`SELECT `+sensorColumns+` FROM sensors`, "id", limit+1)
+	w.add("s.id > $?", after.s)
+	w.eq("s.site", f.Site)
+	w.eq("s.asset", f.Asset)
+	w.eq("s.type", f.Type)
+	w.eq("s.edge_id", f.EdgeID)
+	sql, args := w.query(`SELECT `+sensorColumns+sensorsFrom, "s.id", limit+1)
 	rows, err := db.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list sensors: %w", err)
@@ -61,7 +70,7 @@ func (db *DB) ListSensors(ctx context.Context, f SensorFilter, p Page) ([]Sensor
 
 // GetSensor returns one registry entry; ErrNotFound when there is none.
 func (db *DB) GetSensor(ctx context.Context, id string) (Sensor, error) {
-	s, err := scanSensor(db.pool.QueryRow(ctx, `SELECT `+sensorColumns+` FROM sensors WHERE id = $1`, id))
+	s, err := scanSensor(db.pool.QueryRow(ctx, `SELECT `+sensorColumns+sensorsFrom+` WHERE s.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Sensor{}, fmt.Errorf("sensor %q: %w", id, ErrNotFound)
 	}

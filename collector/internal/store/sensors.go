@@ -94,7 +94,7 @@ func (db *DB) RegisterSensors(ctx context.Context, edgeID string, ids []string) 
 
 // UpsertSensor creates or updates a registry entry's metadata (type, unit,
 // physical range and its policy, owner). Parts are derived from the id.
-// Last value and time are not touched.
+// Last values come from readings (see ListSensors).
 func (db *DB) UpsertSensor(ctx context.Context, s Sensor) error {
 	p, err := ParseSensorID(s.ID)
 	if err != nil {

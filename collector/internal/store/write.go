@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,8 +93,8 @@ type BatchResult struct {
 }
 
 // WriteBatch stores a validated batch in one transaction: batch record,
-// readings (deduplicated), dead letters, gaps, events, sensors' last
-// values and the edge's last-seen time. A batch whose (edge, batch id) is
+// readings (deduplicated), dead letters, gaps, events and the edge's
+// last-seen time. A batch whose (edge, batch id) is
 // already stored changes nothing and returns the stored result with
 // Replayed set; concurrent deliveries of one batch are serialised by the
 // batch record's key.
@@ -179,10 +178,10 @@ func (db *DB) WriteBatch(ctx context.Context, w *BatchWrite) (BatchResult, error
 			return BatchResult{}, fmt.Errorf("encode rejections of batch %q: %w", w.BatchID, err)
 		}
 	}
-	// Last values, the batch outcome and the edge's last-seen time go in
-	// one round trip.
+	// The batch outcome, the edge's last-seen time and COMMIT go in one
+	// round trip. Sensors' last values are not stored: queries take them
+	// from readings (see ListSensors).
 	var fin pgx.Batch
-	queueLastValues(&fin, w)
 	fin.Queue(`UPDATE edge_batches SET accepted = $3, duplicate = $4, rejected = $5, rejections = $6
 		WHERE edge_id = $1 AND batch_id = $2`, w.EdgeID, w.BatchID, res.Accepted, res.Duplicate, res.Rejected, rej)
 	fin.Queue(`UPDATE edges SET last_seen = GREATEST(last_seen, now()) WHERE id = $1`, w.EdgeID)
@@ -513,45 +512,4 @@ func writeGapsEvents(ctx context.Context, tx *pgx.Conn, w *BatchWrite) (accepted
 		return 0, 0, nil, fmt.Errorf("cannot store gaps and events of batch %q: %w", w.BatchID, err)
 	}
 	return accepted, duplicate, fresh, nil
-}
-
-// queueLastValues queues the update of each sensor's last value and time
-// from the newest stored reading of the batch, when newer than what it
-// has. Rows are locked in num order first, so concurrent batches touching
-// the same sensors cannot deadlock.
-func queueLastValues(b *pgx.Batch, w *BatchWrite) {
-	type last struct {
-		t int64
-		v float64
-	}
-	latest := make(map[int32]last)
-	for i := range w.Readings {
-		n := w.Nums[i]
-		if n == 0 {
-			continue
-		}
-		r := &w.Readings[i]
-		if l, ok := latest[n]; !ok || r.Time > l.t {
-			latest[n] = last{r.Time, r.Value}
-		}
-	}
-	if len(latest) == 0 {
-		return
-	}
-	nums := make([]int32, 0, len(latest))
-	for n := range latest {
-		nums = append(nums, n)
-	}
-	slices.Sort(nums)
-	times := make([]time.Time, len(nums))
-	vals := make([]float64, len(nums))
-	for i, n := range nums {
-		times[i] = time.UnixMicro(floorDiv(latest[n].t, 1000))
-		vals[i] = latest[n].v
-	}
-	b.Queue(`WITH locked AS (SELECT num FROM sensors WHERE num = ANY($1) ORDER BY num FOR NO KEY UPDATE)
-		UPDATE sensors s SET last_value = u.v, last_time = u.t
-		FROM unnest($1::int4[], $2::timestamptz[], $3::float8[]) AS u(num, t, v)
-		WHERE s.num = u.num AND s.num IN (SELECT num FROM locked)
-			AND (s.last_time IS NULL OR s.last_time < u.t)`, nums, times, vals)
 }
