@@ -211,7 +211,7 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 	broker := testenv.StartMosquitto(t, "")
 	nowhere := fmt.Sprintf("http://127.0.0.1:%d", testenv.FreePort(t))
 	e, startup := startEdge(t, dir, bins.edge, broker.URL, nowhere, writeToken(t, dir, "unused-token-unused-token"))
-	e.p.stop() // its session keeps the subscriptions
+	e.p.Stop() // its session keeps the subscriptions
 	bare := &bareSubscriber{url: broker.URL}
 	// fresh gives the bare subscriber a new persistent session holding
 	// only filter, so it receives exactly the next backlog.
@@ -249,32 +249,32 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 		// From process start (start-up is some 15 ms) to the sample that
 		// sees every reading committed: sm-edge takes the backlog while
 		// it starts, before /readyz first answers.
-		e.p.start()
+		e.p.Start()
 		var doneAt time.Time
 		waitFor(t, 5*time.Minute, "sm-edge to commit the backlog", func() bool {
-			if e.p.exited() {
-				t.Fatalf("sm-edge exited:\n%s", tail(e.p.logPath, 30))
+			if e.p.Exited() {
+				t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 			}
 			doneAt = time.Now()
 			return e.committed() >= total
 		})
-		edgeRate := total / doneAt.Sub(e.p.started).Seconds()
+		edgeRate := total / doneAt.Sub(e.p.Started()).Seconds()
 		if l.perMsg == 1 {
 			footprint = append(footprint, row{stage: "footprint", what: fmt.Sprintf("sm-edge memory at %d sensors, right after draining the %d-message backlog (the broker pushes it all: in-flight window unlimited)", v.edgeSensors, l.msgs),
-				figure: e.p.memory().String(), goal: "≤ 64 MiB RSS"})
+				figure: memoryOf(e.p).String(), goal: "≤ 64 MiB RSS"})
 			// 20,000 sensors at 1 Hz, the plant of the issue: memory of a
 			// freshly started edge (its data directory kept) while it
 			// keeps up with a steady load, without the backlog's peak.
-			e.p.stop()
+			e.p.Stop()
 			e.start(t)
 			steady := singleLoad("p", v.edgeSensors*int(v.steadyFor.Seconds()), v.edgeSensors)
 			steady.ratePerSec = float64(v.edgeSensors)
 			wait := steady.publishAsync(t.Context(), t, broker.URL)
 			wait()
 			footprint = append(footprint, row{stage: "footprint", what: fmt.Sprintf("sm-edge memory, %d sensors at 1 Hz for %s (restarted after the backlog drain)", v.edgeSensors, v.steadyFor),
-				figure: e.p.memory().String(), goal: "≤ 64 MiB RSS"})
+				figure: memoryOf(e.p).String(), goal: "≤ 64 MiB RSS"})
 		}
-		e.p.stop()
+		e.p.Stop()
 		g := goal
 		if absGoal > 0 {
 			g = strings.TrimPrefix(g+fmt.Sprintf(" and ≥ %s", perSec(absGoal)), " and ")

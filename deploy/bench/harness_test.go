@@ -14,8 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,93 +74,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-// proc is one run of a program under test, its output appended to a log.
-type proc struct {
-	t       *testing.T
-	name    string
-	bin     string
-	args    []string
-	env     []string
-	logPath string
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	started time.Time
-}
-
-func newProc(t *testing.T, dir, name, bin string, env []string, args ...string) *proc {
-	p := &proc{t: t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(dir, name+".log")}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", p.name, tail(p.logPath, 40))
-		}
-	})
-	return p
-}
-
-func (p *proc) start() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		p.t.Fatalf("%s is already running", p.name)
-	}
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		p.t.Fatalf("open %s: %v", p.logPath, err)
-	}
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	p.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-}
-
-func (p *proc) signal(sig syscall.Signal, grace time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd, p.done = nil, nil
-}
-
-func (p *proc) kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
-func (p *proc) stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
-
-func (p *proc) exited() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // mem is a process's memory from /proc/PID/status, in bytes.
 type mem struct {
 	hwm, rss int64 // VmHWM (peak resident), VmRSS
@@ -174,14 +85,9 @@ func (m mem) String() string {
 	return fmt.Sprintf("peak %s; now %s = %s anon + %s file", mib(m.hwm), mib(m.rss), mib(m.anon), mib(m.file))
 }
 
-// memory returns the memory of the running process.
-func (p *proc) memory() (m mem) {
-	p.mu.Lock()
-	pid := 0
-	if p.cmd != nil {
-		pid = p.cmd.Process.Pid
-	}
-	p.mu.Unlock()
+// memoryOf returns the memory of a running process.
+func memoryOf(p *testenv.Process) (m mem) {
+	pid := p.PID()
 	if pid == 0 {
 		return m
 	}
@@ -208,33 +114,6 @@ func (p *proc) memory() (m mem) {
 		}
 	}
 	return m
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// runOnce runs a program to completion and returns its stdout.
-func runOnce(t *testing.T, bin string, env []string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -308,7 +187,7 @@ func metric(url, name, filter string) float64 {
 
 // collector is sm-collector serving one stage's database.
 type collector struct {
-	p       *proc
+	p       *testenv.Process
 	base    string
 	metrics string // URL of /metrics, served without credentials on its own port
 	dbURL   string
@@ -322,7 +201,7 @@ func startCollector(t *testing.T, dir, bin string) *collector {
 	t.Helper()
 	dbURL := testenv.Postgres(t)
 	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
-	runOnce(t, bin, env, "migrate")
+	testenv.RunProgram(t, bin, env, "migrate")
 	addLatencyProbe(t, dbURL)
 	c := &collector{dbURL: dbURL, env: env, bin: bin}
 	port, mport := testenv.FreePort(t), testenv.FreePort(t)
@@ -341,7 +220,7 @@ ingest: {retry_after: 1s, write_timeout: 10s}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.p = newProc(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
+	c.p = testenv.NewProcess(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
 	c.start(t)
 	return c
 }
@@ -349,15 +228,15 @@ ingest: {retry_after: 1s, write_timeout: 10s}
 // register registers an edge and returns its token.
 func (c *collector) register(t *testing.T, id string) string {
 	t.Helper()
-	return strings.TrimSpace(runOnce(t, c.bin, c.env, "edge", "register", "--name", id))
+	return strings.TrimSpace(testenv.RunProgram(t, c.bin, c.env, "edge", "register", "--name", id))
 }
 
 func (c *collector) start(t *testing.T) {
 	t.Helper()
-	c.p.start()
+	c.p.Start()
 	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
-		if c.p.exited() {
-			t.Fatalf("sm-collector exited:\n%s", tail(c.p.logPath, 30))
+		if c.p.Exited() {
+			t.Fatalf("sm-collector exited:\n%s", testenv.Tail(c.p.LogPath, 30))
 		}
 		return ready(c.base + "/readyz")
 	})
@@ -383,7 +262,7 @@ func addLatencyProbe(t *testing.T, dbURL string) {
 
 // edge is sm-edge with its configuration and data directory.
 type edge struct {
-	p     *proc
+	p     *testenv.Process
 	admin string
 }
 
@@ -429,23 +308,23 @@ collector:
 		t.Fatal(err)
 	}
 	e := &edge{admin: fmt.Sprintf("http://127.0.0.1:%d", port)}
-	e.p = newProc(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
+	e.p = testenv.NewProcess(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
 	return e, e.start(t)
 }
 
 // start starts sm-edge and returns the time until /readyz answered 200.
 func (e *edge) start(t *testing.T) time.Duration {
 	t.Helper()
-	e.p.start()
+	e.p.Start()
 	if !poll(30*time.Second, 2*time.Millisecond, func() bool {
-		if e.p.exited() {
-			t.Fatalf("sm-edge exited:\n%s", tail(e.p.logPath, 30))
+		if e.p.Exited() {
+			t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 		}
 		return ready(e.admin + "/readyz")
 	}) {
-		t.Fatalf("sm-edge not ready within 30s:\n%s", tail(e.p.logPath, 30))
+		t.Fatalf("sm-edge not ready within 30s:\n%s", testenv.Tail(e.p.LogPath, 30))
 	}
-	return time.Since(e.p.started)
+	return time.Since(e.p.Started())
 }
 
 // committed is the number of records the edge committed to its durable

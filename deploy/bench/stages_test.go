@@ -70,8 +70,8 @@ func endToEnd(t *testing.T, bins binaries, v volumes, rep *report, sensors int) 
 	tok := writeToken(t, dir, coll.register(t, "bench"))
 	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
 	defer func() {
-		e.p.stop()
-		coll.p.stop()
+		e.p.Stop()
+		coll.p.Stop()
 	}()
 	t0 := time.Now()
 	var pubDone atomic.Int64
@@ -297,7 +297,7 @@ func collectorIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 	}
 	run(1, v.collBatches1, httpStart)
 	run(edges, v.collBatches50, httpStart.Add(20*time.Minute))
-	rep.add(row{stage: "footprint", what: "sm-collector memory after the 50-edge ingest", figure: coll.p.memory().String()})
+	rep.add(row{stage: "footprint", what: "sm-collector memory after the 50-edge ingest", figure: memoryOf(coll.p).String()})
 }
 
 // queueRecords is the number of records in the edge's queue (from
@@ -332,7 +332,7 @@ func backlogDrain(t *testing.T, bins binaries, v volumes, rep *report) {
 	coll := startCollector(t, dir, bins.collector)
 	tok := writeToken(t, dir, coll.register(t, "bench"))
 	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
-	coll.p.stop()
+	coll.p.Stop()
 	const perMsg = 100
 	l := batchLoad("d", v.drainN/perMsg, perMsg, 20)
 	n := float64(l.msgs * perMsg)

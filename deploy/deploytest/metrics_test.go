@@ -133,9 +133,9 @@ func runAndScrape(t *testing.T, root, dbURL, broker, prefix string) (edgeTypes, 
 	edgeBin, collBin := buildBinaries(t, root)
 
 	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
-	run(t, collBin, env, "migrate")
+	testenv.RunProgram(t, collBin, env, "migrate")
 	edgeID := "deploytest-" + testenv.RandomID(3)
-	token := strings.TrimSpace(run(t, collBin, env, "edge", "register", "--name", edgeID))
+	token := strings.TrimSpace(testenv.RunProgram(t, collBin, env, "edge", "register", "--name", edgeID))
 	tokenFile := filepath.Join(dir, "edge.token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -153,7 +153,7 @@ rate_limits: {edge: {per_second: 0}}
 	start(t, dir, "sm-collector", collBin, env, "serve", "--config", collCfg)
 	collBase := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
 	if !waitFor(30*time.Second, func() bool { return httpOK(collBase + "/readyz") }) {
-		t.Fatalf("sm-collector not ready at %s/readyz after 30s:\n%s", collBase, tail(filepath.Join(dir, "sm-collector.log")))
+		t.Fatalf("sm-collector not ready at %s/readyz after 30s:\n%s", collBase, testenv.Tail(filepath.Join(dir, "sm-collector.log"), 30))
 	}
 
 	topic := prefix + "/{site}/{line}/{asset}/{sensor}"
@@ -185,11 +185,11 @@ collector:
 	start(t, dir, "sm-edge", edgeBin, nil, "run", "--config", edgeCfg)
 	edgeBase := fmt.Sprintf("http://127.0.0.1:%d", adminPort)
 	if !waitFor(30*time.Second, func() bool { return httpOK(edgeBase + "/readyz") }) {
-		t.Fatalf("sm-edge not ready at %s/readyz after 30s:\n%s", edgeBase, tail(filepath.Join(dir, "sm-edge.log")))
+		t.Fatalf("sm-edge not ready at %s/readyz after 30s:\n%s", edgeBase, testenv.Tail(filepath.Join(dir, "sm-edge.log"), 30))
 	}
 
 	// 1 pump × 7 sensors × 20 samples.
-	run(t, edgeBin, nil, "simulate", "--broker", broker, "--topic", topic, "--assets", "1",
+	testenv.RunProgram(t, edgeBin, nil, "simulate", "--broker", broker, "--topic", topic, "--assets", "1",
 		"--rate", "5", "--duration", "4s", "--fast", "--progress", "0", "--drain", "10s")
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -199,14 +199,14 @@ collector:
 		return sampleValue(ctx, collMetrics, `smartmaint_collector_ingest_readings_total{result="accepted"}`) > 0
 	}) {
 		t.Fatalf("the collector accepted no readings from the edge within 45s\nedge log:\n%s\ncollector log:\n%s",
-			tail(filepath.Join(dir, "sm-edge.log")), tail(filepath.Join(dir, "sm-collector.log")))
+			testenv.Tail(filepath.Join(dir, "sm-edge.log"), 30), testenv.Tail(filepath.Join(dir, "sm-collector.log"), 30))
 	}
 	// The edge posts its status every second; wait for one, so the status
 	// counters have a sample.
 	if !waitFor(30*time.Second, func() bool {
 		return sampleValue(ctx, edgeBase+"/metrics", `smartmaint_edge_forward_status_reports_total`) > 0
 	}) {
-		t.Fatalf("the edge posted no status report within 30s:\n%s", tail(filepath.Join(dir, "sm-edge.log")))
+		t.Fatalf("the edge posted no status report within 30s:\n%s", testenv.Tail(filepath.Join(dir, "sm-edge.log"), 30))
 	}
 
 	var err error
@@ -235,55 +235,13 @@ func buildBinaries(t *testing.T, root string) (edgeBin, collBin string) {
 	return edgeBin, collBin
 }
 
-// run runs a program to completion and returns its stdout.
-func run(t *testing.T, bin string, env []string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
-}
-
 // start starts a long-running program with its output in dir/name.log
 // and stops it (SIGTERM, then kill) when the test ends.
 func start(t *testing.T, dir, name, bin string, env []string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(dir, name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", name, tail(logPath))
-		}
-	})
+	p := testenv.NewProcess(t, dir, name, bin, env, args...)
+	p.Start()
+	t.Cleanup(p.Stop)
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -291,19 +249,6 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// tail returns the last lines of a log file.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func httpOK(url string) bool {

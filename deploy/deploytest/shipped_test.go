@@ -22,7 +22,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	edgeBin, collBin := buildBinaries(t, root)
 
-	run(t, edgeBin, nil, "config", "validate", "--config", filepath.Join(root, "deploy", "container", "edge.yaml"))
+	testenv.RunProgram(t, edgeBin, nil, "config", "validate", "--config", filepath.Join(root, "deploy", "container", "edge.yaml"))
 
 	var cm struct {
 		Kind string            `yaml:"kind"`
@@ -33,7 +33,7 @@ func TestShippedConfigsLoad(t *testing.T) {
 	writeFile(t, k8sCfg, cm.Data["collector.yaml"])
 	env := []string{"DATABASE_URL=" + dbURL}
 	for _, cfg := range []string{filepath.Join(root, "deploy", "container", "collector.yaml"), k8sCfg} {
-		run(t, collBin, env, "migrate", "--config", cfg)
+		testenv.RunProgram(t, collBin, env, "migrate", "--config", cfg)
 	}
 }
 

@@ -137,7 +137,7 @@ func edgeKill(t *testing.T, bins binaries) result {
 	kills := 0
 	for k := 1; k <= 9; k++ {
 		pub.waitAcked(t, k*readings/10, publishLimit)
-		s.edge.p.kill()
+		s.edge.p.Kill()
 		kills++
 		s.edge.start(t)
 	}
@@ -153,7 +153,7 @@ func collectorRestart(t *testing.T, bins binaries) result {
 	s := newStack(t, bins, stackOptions{name: "collector"})
 	pub := s.publish(t, readings, sensors, rate)
 	pub.waitAcked(t, readings/4, publishLimit)
-	s.coll.p.kill()
+	s.coll.p.Kill()
 	down := time.Now()
 	pub.waitAcked(t, readings*3/4, publishLimit)
 	s.coll.start(t)
@@ -178,8 +178,8 @@ func postgresRestart(t *testing.T, bins binaries) result {
 	outage := time.Since(down)
 	pub.wait(t, publishLimit)
 	r := settle(t, "postgres-restart", s.dbURL, s.edge, pub, settleWithin)
-	if s.coll.p.exited() {
-		t.Errorf("sm-collector exited during the database restart:\n%s", tail(s.coll.p.logPath, 30))
+	if s.coll.p.Exited() {
+		t.Errorf("sm-collector exited during the database restart:\n%s", testenv.Tail(s.coll.p.LogPath, 30))
 	}
 	r.note = fmt.Sprintf("database down %s", outage.Round(100*time.Millisecond))
 	return r
@@ -212,7 +212,7 @@ func budgetOutage(t *testing.T, bins binaries) result {
 	const budget = 1 << 20
 	const total = 40000
 	s := newStack(t, bins, stackOptions{name: "budget", maxBytes: budget})
-	s.coll.p.stop()
+	s.coll.p.Stop()
 	pub := s.publish(t, total, sensors, 4000)
 	pub.wait(t, publishLimit)
 	waitFor(t, time.Minute, "the edge to receive every reading and shed some", func() bool {

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,8 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -73,129 +70,6 @@ func repoRoot() (string, error) {
 	}
 }
 
-// proc is one run of a program under test, with its output appended to a
-// log file that survives restarts.
-type proc struct {
-	t       *testing.T
-	name    string
-	bin     string
-	args    []string
-	env     []string
-	logPath string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func newProc(t *testing.T, dir, name, bin string, env []string, args ...string) *proc {
-	p := &proc{t: t, name: name, bin: bin, args: args, env: env, logPath: filepath.Join(dir, name+".log")}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("last lines of %s:\n%s", p.name, tail(p.logPath, 40))
-		}
-	})
-	return p
-}
-
-// start starts the program; it fails the test if it is already running.
-func (p *proc) start() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		p.t.Fatalf("%s is already running", p.name)
-	}
-	f, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		p.t.Fatalf("open %s: %v", p.logPath, err)
-	}
-	fmt.Fprintf(f, "==== start %s %s\n", time.Now().UTC().Format(time.RFC3339Nano), strings.Join(p.args, " "))
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		p.t.Fatalf("start %s: %v", p.name, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(done)
-	}()
-	p.cmd, p.done = cmd, done
-}
-
-// signal sends sig and waits for the process to exit (SIGKILL after
-// grace). It does nothing when the process is not running.
-func (p *proc) signal(sig syscall.Signal, grace time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	p.cmd, p.done = nil, nil
-}
-
-// kill is kill -9.
-func (p *proc) kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
-
-// stop is a graceful stop (SIGTERM).
-func (p *proc) stop() { p.signal(syscall.SIGTERM, 30*time.Second) }
-
-// exited reports whether a started process has exited by itself.
-func (p *proc) exited() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// runOnce runs a program to completion and returns its stdout; it fails
-// the test on a non-zero exit.
-func runOnce(t *testing.T, bin string, env []string, args ...string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, errb.String())
-	}
-	return out.String()
-}
-
 // waitFor polls cond until it is true, failing the test with what when
 // the deadline passes first.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
@@ -245,7 +119,7 @@ func ready(url string) bool {
 
 // collector is sm-collector serving one scenario's database.
 type collector struct {
-	p      *proc
+	p      *testenv.Process
 	base   string
 	token  string // the edge's token
 	apiKey string // a viewer key
@@ -258,11 +132,11 @@ type collector struct {
 func startCollector(t *testing.T, dir, bin, dbURL, edgeID, extra string) *collector {
 	t.Helper()
 	env := []string{"DATABASE_URL=" + dbURL, "SM_COLLECTOR_DATABASE_TIMESCALE=off"}
-	runOnce(t, bin, env, "migrate")
+	testenv.RunProgram(t, bin, env, "migrate")
 	addLatencyProbe(t, dbURL)
 	c := &collector{dbURL: dbURL}
-	c.token = strings.TrimSpace(runOnce(t, bin, env, "edge", "register", "--name", edgeID))
-	c.apiKey = strings.TrimSpace(runOnce(t, bin, env, "apikey", "create", "--name", "e2e", "--role", "viewer"))
+	c.token = strings.TrimSpace(testenv.RunProgram(t, bin, env, "edge", "register", "--name", edgeID))
+	c.apiKey = strings.TrimSpace(testenv.RunProgram(t, bin, env, "apikey", "create", "--name", "e2e", "--role", "viewer"))
 	port := testenv.FreePort(t)
 	c.base = fmt.Sprintf("http://127.0.0.1:%d", port)
 	cfg := fmt.Sprintf(`version: 1
@@ -277,17 +151,17 @@ ingest: {retry_after: 1s, write_timeout: 10s}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.p = newProc(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
+	c.p = testenv.NewProcess(t, dir, "sm-collector", bin, env, "serve", "--config", cfgPath)
 	c.start(t)
 	return c
 }
 
 func (c *collector) start(t *testing.T) {
 	t.Helper()
-	c.p.start()
+	c.p.Start()
 	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
-		if c.p.exited() {
-			t.Fatalf("sm-collector exited:\n%s", tail(c.p.logPath, 30))
+		if c.p.Exited() {
+			t.Fatalf("sm-collector exited:\n%s", testenv.Tail(c.p.LogPath, 30))
 		}
 		return ready(c.base + "/readyz")
 	})
@@ -295,7 +169,7 @@ func (c *collector) start(t *testing.T) {
 
 // edge is sm-edge with its configuration and data directory.
 type edge struct {
-	p     *proc
+	p     *testenv.Process
 	admin string
 	id    string
 }
@@ -351,7 +225,7 @@ collector:
 		t.Fatal(err)
 	}
 	e := &edge{admin: fmt.Sprintf("127.0.0.1:%d", port), id: o.id}
-	e.p = newProc(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
+	e.p = testenv.NewProcess(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
 	e.start(t)
 	return e
 }
@@ -359,10 +233,10 @@ collector:
 // start starts sm-edge and waits until it is subscribed (/readyz).
 func (e *edge) start(t *testing.T) {
 	t.Helper()
-	e.p.start()
+	e.p.Start()
 	waitFor(t, 30*time.Second, "sm-edge /readyz", func() bool {
-		if e.p.exited() {
-			t.Fatalf("sm-edge exited:\n%s", tail(e.p.logPath, 30))
+		if e.p.Exited() {
+			t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 		}
 		return ready("http://" + e.admin + "/readyz")
 	})
