@@ -968,6 +968,14 @@ func (q *Queue) decayRate(now time.Time) {
 	q.rateAt = now
 }
 
+// Available returns how many queued records are not in flight: what a
+// Peek could hand out now. It reads no file.
+func (q *Queue) Available() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return max(0, int(q.st.telN+q.st.priN)-len(q.inflight))
+}
+
 // Changed returns a channel that receives after commits, so a consumer can
 // wait for new records instead of polling.
 func (q *Queue) Changed() <-chan struct{} { return q.changed }

@@ -130,6 +130,48 @@ func TestReleaseHandsOutAgain(t *testing.T) {
 	}
 }
 
+// TestAvailable: records not in flight, what the forwarder's linger
+// counts, through write, peek, release and ack.
+func TestAvailable(t *testing.T) {
+	q := openQueue(t, filepath.Join(t.TempDir(), FileName), testConfig())
+	ctx := t.Context()
+	if n := q.Available(); n != 0 {
+		t.Fatalf("empty queue: %d available", n)
+	}
+	if err := q.Write(ctx, readings("a/b/c/d", 0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.WriteEvents(ctx, []wire.Event{{Sensor: "a/b/c/d", Kind: wire.EventAnomaly, Time: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := q.Peek(ctx, 4)
+	if err != nil || b == nil {
+		t.Fatalf("peek: %v %v", b, err)
+	}
+	steps := []struct {
+		name string
+		do   func()
+		want int
+	}{
+		{"after peek of 4", func() {}, 7},
+		{"after release", func() { q.Release(b) }, 11},
+		{"after peek and ack of 4", func() {
+			if b, err = q.Peek(ctx, 4); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.Ack(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}, 7},
+	}
+	for _, s := range steps {
+		s.do()
+		if n := q.Available(); n != s.want {
+			t.Errorf("%s: %d available, want %d", s.name, n, s.want)
+		}
+	}
+}
+
 func TestGroupCommitConcurrentWriters(t *testing.T) {
 	q := openQueue(t, filepath.Join(t.TempDir(), FileName), testConfig())
 	ctx := t.Context()

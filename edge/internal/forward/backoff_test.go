@@ -59,6 +59,15 @@ func (q *fakeQueue) DeadLetter(context.Context, *buffer.Batch, []byte, string) e
 func (q *fakeQueue) Changed() <-chan struct{} { return q.changed }
 func (q *fakeQueue) Stats() buffer.Stats      { return buffer.Stats{} }
 
+func (q *fakeQueue) Available() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.batch == nil || q.out {
+		return 0
+	}
+	return q.batch.Len()
+}
+
 // step is one scripted answer; err simulates a network failure.
 type step struct {
 	code   int

@@ -33,7 +33,9 @@ type Config struct {
 	Concurrency int `yaml:"concurrency"`
 	// BatchDelay is how long the forwarder lets records accumulate after
 	// the queue was empty, so that a trickle is not sent one by one. It
-	// adds to the latency of live data.
+	// adds to the latency of live data; the wait ends early once
+	// BatchSize/20 records are waiting, so under load it adds only the
+	// time such a batch takes to gather.
 	BatchDelay time.Duration `yaml:"batch_delay"`
 	// StatusInterval is the period of status reports; 0 disables them.
 	StatusInterval time.Duration `yaml:"status_interval"`

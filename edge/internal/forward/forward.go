@@ -67,6 +67,8 @@ type Queue interface {
 	Release(b *buffer.Batch)
 	DeadLetter(ctx context.Context, b *buffer.Batch, body []byte, reason string) error
 	Changed() <-chan struct{}
+	// Available is the number of records a Peek could hand out now.
+	Available() int
 	Stats() buffer.Stats
 }
 
@@ -235,7 +237,7 @@ func (f *Forwarder) drain(ctx context.Context) {
 	var enc []byte
 	for ctx.Err() == nil {
 		if b == nil {
-			if idle && f.cfg.BatchDelay > 0 && !sleep(ctx, f.cfg.BatchDelay) {
+			if idle && f.cfg.BatchDelay > 0 && !f.linger(ctx) {
 				return
 			}
 			var err error
@@ -308,6 +310,36 @@ func (f *Forwarder) drain(ctx context.Context) {
 	if b != nil {
 		f.q.Release(b)
 	}
+}
+
+// lingerShare is the share of BatchSize that ends a linger early: under
+// load a batch this large gathers in a fraction of BatchDelay, and waiting
+// longer would only add latency (at 10,000 readings/s and the default
+// batch size, 250 records take 25 ms against a 100 ms BatchDelay).
+const lingerShare = 20
+
+// linger lets records accumulate after the queue ran empty, so that a
+// trickle is not sent one record at a time: it waits until BatchDelay has
+// passed or BatchSize/lingerShare records are available, whichever comes
+// first; false when ctx ended. Commits wake it (Changed); the poll covers
+// wake-ups taken by another worker.
+func (f *Forwarder) linger(ctx context.Context) bool {
+	enough := max(1, f.currentBatchSize()/lingerShare)
+	deadline := time.NewTimer(f.cfg.BatchDelay)
+	defer deadline.Stop()
+	poll := time.NewTicker(max(f.cfg.BatchDelay/10, time.Millisecond))
+	defer poll.Stop()
+	for f.q.Available() < enough {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline.C:
+			return true
+		case <-f.q.Changed():
+		case <-poll.C:
+		}
+	}
+	return true
 }
 
 // jitter returns a wait in [d/2, d): "equal jitter", so that a fleet that
