@@ -158,3 +158,38 @@ func BenchmarkListSensorsManySensors(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLookupSensorsGrownRegistry measures LookupSensors of 400 ids
+// (one forwarded batch's worth of cache misses) after the registry grew
+// from empty to 20,000 auto-registered sensors in batches of 400, the way
+// a new plant registers itself, on the same pooled connections. One op is
+// one lookup.
+func BenchmarkLookupSensorsGrownRegistry(b *testing.B) {
+	ctx := context.Background()
+	db := openTestDB(b, Options{Timescale: TimescaleOff, MaxConns: 2})
+	if _, _, err := db.RegisterEdge(ctx, "edge-grow"); err != nil {
+		b.Fatal(err)
+	}
+	const per = 400
+	batch := func(i int) []string {
+		ids := make([]string, per)
+		for k := range ids {
+			n := (i*per + k) % manySensors
+			ids[k] = fmt.Sprintf("site1/line%d/asset%03d/s%05d", n/1000, (n/10)%100, n)
+		}
+		return ids
+	}
+	for i := range manySensors / per {
+		if _, err := db.RegisterSensors(ctx, "edge-grow", batch(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		m, err := db.LookupSensors(ctx, batch(i))
+		if err != nil || len(m) != per {
+			b.Fatalf("lookup: %d found, %v", len(m), err)
+		}
+		i++
+	}
+}
