@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 
 	"github.com/jackc/pgx/v5"
@@ -87,15 +88,36 @@ func (db *DB) RegisterSensors(ctx context.Context, edgeID string, ids []string) 
 	if edgeID != "" {
 		owner = edgeID
 	}
-	_, err := db.pool.Exec(ctx, `INSERT INTO sensors (id, site, line, asset, name, edge_id, auto_registered)
+	// The new entries come back with RETURNING; only ids that existed
+	// already (or that a concurrent batch registered first) need a lookup.
+	rows, err := db.pool.Query(ctx, `INSERT INTO sensors (id, site, line, asset, name, edge_id, auto_registered)
 		SELECT u.id, u.site, u.line, u.asset, u.name, $6, true
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(id, site, line, asset, name)
 		ORDER BY u.id
-		ON CONFLICT (id) DO NOTHING`, ids, site, line, asset, name, owner)
+		ON CONFLICT (id) DO NOTHING
+		RETURNING `+sensorMetaColumns, ids, site, line, asset, name, owner)
 	if err != nil {
 		return nil, fmt.Errorf("cannot register %d sensors for edge %q: %w", len(ids), edgeID, err)
 	}
-	return db.LookupSensors(ctx, ids)
+	out := make(map[string]SensorMeta, len(ids))
+	if err := collectMeta(rows, out); err != nil {
+		return nil, fmt.Errorf("cannot register %d sensors for edge %q: %w", len(ids), edgeID, err)
+	}
+	var existing []string
+	for _, id := range ids {
+		if _, ok := out[id]; !ok {
+			existing = append(existing, id)
+		}
+	}
+	if len(existing) == 0 {
+		return out, nil
+	}
+	found, err := db.LookupSensors(ctx, existing)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(out, found)
+	return out, nil
 }
 
 // UpsertSensor creates or updates a registry entry's metadata (type, unit,

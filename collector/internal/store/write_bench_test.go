@@ -193,3 +193,36 @@ func BenchmarkLookupSensorsGrownRegistry(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkRegisterSensorsNew measures RegisterSensors of 400 new ids (a
+// forwarded batch of a plant coming online) into a registry that already
+// holds 20,000 sensors. One op is one call.
+func BenchmarkRegisterSensorsNew(b *testing.B) {
+	ctx := context.Background()
+	db := openTestDB(b, Options{Timescale: TimescaleOff, MaxConns: 2})
+	if _, _, err := db.RegisterEdge(ctx, "edge-new"); err != nil {
+		b.Fatal(err)
+	}
+	const per = 400
+	batch := func(i int) []string {
+		ids := make([]string, per)
+		for k := range ids {
+			n := i*per + k
+			ids[k] = fmt.Sprintf("site1/line%d/asset%03d/s%07d", n/1000, (n/10)%100, n)
+		}
+		return ids
+	}
+	for i := range manySensors / per {
+		if _, err := db.RegisterSensors(ctx, "edge-new", batch(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := manySensors / per
+	for b.Loop() {
+		m, err := db.RegisterSensors(ctx, "edge-new", batch(i))
+		if err != nil || len(m) != per {
+			b.Fatalf("register: %d entries, %v", len(m), err)
+		}
+		i++
+	}
+}
