@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -139,12 +138,7 @@ func TestBench(t *testing.T) {
 			run  func(*testing.T, binaries, volumes, *report)
 		}{"micro", func(t *testing.T, _ binaries, v volumes, r *report) { micro(t, root, v, r) }})
 	}
-	// BENCH_STAGES=edge-e2e,micro runs only the named stages.
-	only := os.Getenv("BENCH_STAGES")
 	for _, s := range stages {
-		if only != "" && !slices.Contains(strings.Split(only, ","), s.name) {
-			continue
-		}
 		t.Run(s.name, func(t *testing.T) {
 			st := time.Now()
 			s.run(t, bins, v, rep)

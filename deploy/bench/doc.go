@@ -14,9 +14,7 @@
 // with smaller volumes; BENCH_DRAIN_N sets the number of buffered readings
 // of the backlog-drain stage (default 5,000,000, quick 100,000); BENCH_OUT
 // names a file that receives the table as well; BENCH_MICRO=0 skips the
-// micro benchmarks; BENCH_STAGES=edge-e2e (a comma-separated list of
-// edge-ingest, edge-e2e, collector-ingest, backlog-drain, micro) runs only
-// those stages; BENCH_BIN names a directory holding other sm-edge and
+// micro benchmarks; BENCH_BIN names a directory holding other sm-edge and
 // sm-collector builds (unstripped ones for perf). The end-to-end stage
 // logs a per-second trace (published, committed, forwarded, queued, the
 // collector's database time) with -v. Method and the latest table are in
