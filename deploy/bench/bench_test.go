@@ -259,6 +259,8 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 			return e.committed() >= total
 		})
 		edgeRate := total / doneAt.Sub(e.p.Started()).Seconds()
+		sr, sw := syscallsOf(e.p)
+		t.Logf("sm-edge: %s CPU for %.0f readings: %.2f µs/reading; %.2f read and %.2f write system calls per message", cpuOf(e.p), total, float64(cpuOf(e.p).Microseconds())/total, float64(sr)/float64(l.msgs), float64(sw)/float64(l.msgs))
 		if l.perMsg == 1 {
 			footprint = append(footprint, row{stage: "footprint", what: fmt.Sprintf("sm-edge memory at %d sensors, right after draining the %d-message backlog (the broker pushes it all: in-flight window unlimited)", v.edgeSensors, l.msgs),
 				figure: memoryOf(e.p).String(), goal: "≤ 64 MiB RSS"})
