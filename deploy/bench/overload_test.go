@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/smartmaint/smartmaint/shared/testenv"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
 
@@ -30,6 +31,7 @@ const (
 	ovConcurrent     = 16               // closed-loop posters of the 1× phase
 	ovClientTimeout  = 30 * time.Second // per request, as an edge's uplink timeout
 	ovMaxOutstanding = 20_000           // a guard for the load generator, never a pacing
+	ovEdgeRate       = 2000             // readings/s of the real sm-edge
 	ovSampleEvery    = 250 * time.Millisecond
 )
 
@@ -186,7 +188,9 @@ type memSample struct {
 	at       time.Duration // since the sampler started
 	phase    int           // 1 (1×), 2 (2×), 3 (1× after)
 	m        mem
-	accepted int64 // readings answered 2xx so far
+	edge     mem     // the real sm-edge's
+	queue    float64 // records in the real sm-edge's queue, -1 unknown
+	accepted int64   // readings answered 2xx so far
 }
 
 // registerEdges registers n edges with the collector's CLI, four at a time.
@@ -246,6 +250,11 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	coll := startCollector(t, dir, bins.collector)
 	defer coll.p.Stop()
 	edges := registerEdges(t, coll, nEdges)
+	// A real sm-edge forwards its own plant's readings (sensors re/…)
+	// through the overload, with its backoff and its durable queue.
+	broker := testenv.StartMosquitto(t, "")
+	realEdge, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, writeToken(t, dir, coll.register(t, "bench")))
+	defer realEdge.p.Stop()
 	client := &http.Client{Timeout: ovClientTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
 	defer client.CloseIdleConnections()
 	ctx := t.Context()
@@ -300,9 +309,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 			case <-samplerDone:
 				return
 			case <-tick.C:
-				m := memoryOf(coll.p)
+				m, em, q := memoryOf(coll.p), memoryOf(realEdge.p), realEdge.queueRecords()
 				samplesMu.Lock()
-				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, accepted: accepted.Load()})
+				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, edge: em, queue: q, accepted: accepted.Load()})
 				samplesMu.Unlock()
 			}
 		}
@@ -349,6 +358,10 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 		okInWindow  atomic.Int64
 	)
 	curPhase.Store(2)
+	edgeLoad := singleLoad("re", int(ovEdgeRate*overFor.Seconds()), 100)
+	edgeLoad.ratePerSec = ovEdgeRate
+	edgeRSS0 := memoryOf(realEdge.p).rss
+	waitEdgeLoad := edgeLoad.publishAsync(ctx, t, broker.URL)
 	t.Logf("%s phase: offering %.0f batches/s for %s (sm-collector pid %d)", over, offered, overFor, coll.p.PID())
 	t2 := time.Now()
 	end2 := t2.Add(overFor)
@@ -410,6 +423,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	a2.check(t, over)
 	t.Logf("%s: %s", over, db2.sub(db1))
 
+	waitEdgeLoad()
+	edgePublished := time.Since(t2)
+
 	// 1× again: does the collector recover, and how far did the baseline
 	// drift (a bigger table, the neighbours' load)?
 	curPhase.Store(3)
@@ -418,7 +434,17 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	db3, took3 := dbTimes(coll).sub(db2), time.Since(t3)
 	a3.check(t, "1× after")
 	t.Logf("1× after: %s readings/s; %s; %s", perSec(rate3), a3, db3)
+	edgeRetries := metric(realEdge.admin+"/metrics", "smartmaint_edge_forward_batches_total", `result="retry"`)
+	edgeOK := metric(realEdge.admin+"/metrics", "smartmaint_edge_forward_batches_total", `result="ok"`)
+	edgeDrained := poll(2*time.Minute, 100*time.Millisecond, func() bool { return realEdge.forwarded() >= float64(edgeLoad.msgs) })
 	stopSampler()
+	if !edgeDrained {
+		t.Errorf("sm-edge forwarded %.0f of %d readings within 2 minutes after the overload", realEdge.forwarded(), edgeLoad.msgs)
+	}
+	edgeStored := countRows(t, coll.dbURL, "re/")
+	if edgeStored != edgeLoad.msgs {
+		t.Errorf("sm-edge: %d readings published, %d stored", edgeLoad.msgs, edgeStored)
+	}
 	rate2 := float64(okInWindow.Load()) / overFor.Seconds()
 	t.Logf("%s: offered %.0f batches/s (%d arrivals in %s, max scheduler lag %s, peak %d outstanding, %d re-sends, %d held back by the generator's guard); last answer after %s; %s",
 		over, offered, arrivals, sent.Round(time.Millisecond), maxLag.Round(time.Millisecond), peakOut, resends, skipped, drained.Round(time.Millisecond), &a2)
@@ -428,7 +454,8 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 
 	// Memory: peaks per phase, and the slope over the last half of the 2×
 	// phase (least squares).
-	var peak1, peak2 int64
+	var peak1, peak2, edgePeak, edgePeakAnon int64
+	var queuePeak float64
 	var xs, ys []float64
 	lastHalf, p2end := t2.Sub(samplerStart)+overFor/2, end2.Sub(samplerStart)
 	for _, s := range samples {
@@ -439,6 +466,7 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 			continue
 		}
 		peak2 = max(peak2, s.m.rss)
+		edgePeak, edgePeakAnon, queuePeak = max(edgePeak, s.edge.rss), max(edgePeakAnon, s.edge.anon), max(queuePeak, s.queue)
 		if s.at >= lastHalf && s.at <= p2end {
 			xs = append(xs, s.at.Seconds())
 			ys = append(ys, float64(s.m.rss)/(1<<20))
@@ -482,6 +510,10 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 			ms(pct(a2.ovLat, .5)), ms(pct(a2.ovLat, .99)), ms(pct(a2.ovLat, 1)))})
 	rep.add(row{stage: stage, what: fmt.Sprintf("sm-collector peak RSS in the %s phase (slope over its last half: %+.1f MiB/min; VmHWM at the end %s)", over, slope, mib(final.hwm)),
 		figure: mib(peak2), baseline: mib(peak1) + " (1×)", ratio: ratio(float64(peak2), float64(peak1)), goal: "bounded: plateau"})
+	rep.add(row{stage: stage, what: fmt.Sprintf("a real sm-edge publishing %d readings/s (100 sensors) through the %s phase: %.0f of its requests retried (503), %.0f accepted; its queue peaked at %.0f records; publishing took %s; readings published → stored", ovEdgeRate, over, edgeRetries, edgeOK, queuePeak, edgePublished.Round(100*time.Millisecond)),
+		figure: fmt.Sprintf("%d → %d", edgeLoad.msgs, edgeStored), goal: "none lost"})
+	rep.add(row{stage: stage, what: fmt.Sprintf("that sm-edge's peak RSS in the %s phase (peak anonymous %s; the queue file is mapped)", over, mib(edgePeakAnon)),
+		figure: mib(edgePeak), baseline: mib(edgeRSS0) + " (before it)", ratio: ratio(float64(edgePeak), float64(edgeRSS0)), goal: "bounded"})
 	rep.add(row{stage: stage, what: fmt.Sprintf("acknowledged readings (2xx, all phases) missing from readings; %d stored, %d of them from batches never answered 2xx, %d repeated 2xx for re-sent batches",
 		stored, unacked, two.extra+one.extra+warm.extra+after.extra), figure: fmt.Sprintf("%d of %d", lost, ackedReadings), goal: "0"})
 }
@@ -632,4 +664,21 @@ func (a dbClock) String() string {
 		return fmt.Sprintf("%.1f ms", s/n*1000)
 	}
 	return fmt.Sprintf("collector: %.0f transactions, %s each; %.0f Ingest calls, %s each", a.writeN, per(a.write, a.writeN), a.batchN, per(a.batch, a.batchN))
+}
+
+// countRows counts the readings of the sensors whose id starts with prefix.
+func countRows(t *testing.T, dbURL, prefix string) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM readings r JOIN sensors s ON s.num = r.sensor_id WHERE s.id LIKE $1`, prefix+"%").Scan(&n); err != nil {
+		t.Fatalf("count rows: %v", err)
+	}
+	return n
 }
