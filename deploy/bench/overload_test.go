@@ -192,6 +192,7 @@ type memSample struct {
 	m        mem
 	edge     mem     // the real sm-edge's
 	queue    float64 // records in the real sm-edge's queue, -1 unknown
+	heap     float64 // the collector's go_memstats_heap_inuse_bytes, -1 unknown
 	accepted int64   // readings answered 2xx so far
 }
 
@@ -317,9 +318,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 			case <-samplerDone:
 				return
 			case <-tick.C:
-				m, em, q := memoryOf(coll.p), memoryOf(realEdge.p), realEdge.queueRecords()
+				m, em, q, h := memoryOf(coll.p), memoryOf(realEdge.p), realEdge.queueRecords(), metric(coll.metrics, "go_memstats_heap_inuse_bytes", "")
 				samplesMu.Lock()
-				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, edge: em, queue: q, accepted: accepted.Load()})
+				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, edge: em, queue: q, heap: h, accepted: accepted.Load()})
 				samplesMu.Unlock()
 			}
 		}
@@ -467,9 +468,11 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	// phase (least squares).
 	var peak1, peak2, edgePeak1, edgePeak, edgePeakAnon int64
 	var queuePeak float64
-	var xs, ys []float64
+	heapPeak := map[int]float64{} // per phase
+	var xs, ys, hs []float64
 	lastHalf, p2end := t2.Sub(samplerStart)+overFor/2, end2.Sub(samplerStart)
 	for _, s := range samples {
+		heapPeak[s.phase] = max(heapPeak[s.phase], s.heap)
 		if s.phase == 1 {
 			edgePeak1 = max(edgePeak1, s.edge.rss)
 		} else {
@@ -485,15 +488,16 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 		if s.at >= lastHalf && s.at <= p2end {
 			xs = append(xs, s.at.Seconds())
 			ys = append(ys, float64(s.m.rss)/(1<<20))
+			hs = append(hs, s.heap/(1<<20))
 		}
 	}
-	slope := slopeOf(xs, ys) * 60 // MiB per minute
+	slope, heapSlope := slopeOf(xs, ys)*60, slopeOf(xs, hs)*60 // MiB per minute
 	var trace strings.Builder
 	for i := 4; i < len(samples); i += 4 {
 		s, p := samples[i], samples[i-4]
-		fmt.Fprintf(&trace, " %d:%s/%.0fMiB", s.phase, perSec(float64(s.accepted-p.accepted)/(s.at-p.at).Seconds()), float64(s.m.rss)/(1<<20))
+		fmt.Fprintf(&trace, " %d:%s/%.0f/%.0f", s.phase, perSec(float64(s.accepted-p.accepted)/(s.at-p.at).Seconds()), float64(s.m.rss)/(1<<20), s.heap/(1<<20))
 	}
-	t.Logf("per second (phase:accepted/RSS):%s", trace.String())
+	t.Logf("per second (phase:accepted/RSS MiB/heap in use MiB):%s", trace.String())
 	final := memoryOf(coll.p)
 	t.Logf("memory: %d samples; peak RSS 1× %s, %s %s; slope over the last half of %s %+.1f MiB/min; now %s", len(samples), mib(peak1), over, mib(peak2), over, slope, final)
 
@@ -525,6 +529,8 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 			ms(pct(a2.ovLat, .5)), ms(pct(a2.ovLat, .99)), ms(pct(a2.ovLat, 1)))})
 	rep.add(row{stage: stage, what: fmt.Sprintf("sm-collector peak RSS in the %s phase (slope over its last half: %+.1f MiB/min; VmHWM at the end %s)", over, slope, mib(final.hwm)),
 		figure: mib(peak2), baseline: mib(peak1) + " (1×)", ratio: ratio(float64(peak2), float64(peak1)), goal: "bounded: plateau"})
+	rep.add(row{stage: stage, what: fmt.Sprintf("sm-collector Go heap in use, peak in the %s phase (slope over its last half: %+.1f MiB/min; 1× after: peak %s)", over, heapSlope, mib(int64(heapPeak[3]))),
+		figure: mib(int64(heapPeak[2])), baseline: mib(int64(heapPeak[1])) + " (1×)", ratio: ratio(heapPeak[2], heapPeak[1]), goal: "bounded: plateau"})
 	rep.add(row{stage: stage, what: fmt.Sprintf("a real sm-edge whose plant publishes %d readings/s (100 sensors) through all phases: %.0f of its requests retried (503), %.0f accepted; its queue peaked at %.0f records from the %s phase on; all forwarded %s after the last publish; readings published → stored", ovEdgeRate, edgeRetries, edgeOK, queuePeak, over, edgeDrainedIn.Round(100*time.Millisecond)),
 		figure: fmt.Sprintf("%d → %d", edgeMsgs, edgeStored), goal: "none lost"})
 	rep.add(row{stage: stage, what: fmt.Sprintf("that sm-edge's peak RSS from the %s phase on (peak anonymous %s; the queue file is mapped)", over, mib(edgePeakAnon)),
