@@ -17,9 +17,9 @@
 // micro benchmarks; BENCH_BIN names a directory holding other sm-edge and
 // sm-collector builds (unstripped ones for perf). BENCH_OVERLOAD sets the
 // factor of the sustained rate that the collector-overload stage offers
-// (default 2). Stages are subtests: -run 'TestBench/collector-overload'
-// runs one alone. The end-to-end stage
-// logs a per-second trace (published, committed, forwarded, queued, the
-// collector's database time) with -v. Method and the latest table are in
+// (default 2), BENCH_OVERLOAD_FOR for how long (default 30s). Stages are
+// subtests: -run 'TestBench/collector-overload' runs one alone. The
+// end-to-end stage logs a per-second trace (published, committed,
+// forwarded, queued, the collector's database time) with -v. Method and the latest table are in
 // BENCHMARKS.md at the repository root.
 package bench

@@ -193,6 +193,7 @@ type memSample struct {
 	edge     mem     // the real sm-edge's
 	queue    float64 // records in the real sm-edge's queue, -1 unknown
 	heap     float64 // the collector's go_memstats_heap_inuse_bytes, -1 unknown
+	routines float64 // the collector's goroutines, -1 unknown
 	accepted int64   // readings answered 2xx so far
 }
 
@@ -255,6 +256,13 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 		factor = x
 	}
 	over := fmt.Sprintf("%g×", factor)
+	if d := os.Getenv("BENCH_OVERLOAD_FOR"); d != "" {
+		x, err := time.ParseDuration(d)
+		if err != nil || x < time.Second {
+			t.Fatalf("BENCH_OVERLOAD_FOR=%q: want a duration of at least 1s", d)
+		}
+		overFor = x
+	}
 	dir := t.TempDir()
 	coll := startCollector(t, dir, bins.collector)
 	defer coll.p.Stop()
@@ -319,8 +327,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 				return
 			case <-tick.C:
 				m, em, q, h := memoryOf(coll.p), memoryOf(realEdge.p), realEdge.queueRecords(), metric(coll.metrics, "go_memstats_heap_inuse_bytes", "")
+				g := metric(coll.metrics, "go_goroutines", "")
 				samplesMu.Lock()
-				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, edge: em, queue: q, heap: h, accepted: accepted.Load()})
+				samples = append(samples, memSample{at: time.Since(samplerStart), phase: int(curPhase.Load()), m: m, edge: em, queue: q, heap: h, routines: g, accepted: accepted.Load()})
 				samplesMu.Unlock()
 			}
 		}
@@ -446,7 +455,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	edgeWG.Wait()
 	curPhase.Store(4)
 	t4 := time.Now()
-	if !poll(2*time.Minute, 100*time.Millisecond, func() bool { return realEdge.forwarded() >= float64(edgeMsgs) }) {
+	if !poll(2*time.Minute, 100*time.Millisecond, func() bool {
+		return realEdge.forwarded() >= float64(edgeMsgs) && realEdge.queueRecords() == 0
+	}) {
 		t.Errorf("sm-edge forwarded %.0f of %d readings within 2 minutes after the last publish", realEdge.forwarded(), edgeMsgs)
 	}
 	edgeDrainedIn := time.Since(t4)
@@ -495,9 +506,9 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	var trace strings.Builder
 	for i := 4; i < len(samples); i += 4 {
 		s, p := samples[i], samples[i-4]
-		fmt.Fprintf(&trace, " %d:%s/%.0f/%.0f", s.phase, perSec(float64(s.accepted-p.accepted)/(s.at-p.at).Seconds()), float64(s.m.rss)/(1<<20), s.heap/(1<<20))
+		fmt.Fprintf(&trace, " %d:%s/%.0f/%.0f/%.0f", s.phase, perSec(float64(s.accepted-p.accepted)/(s.at-p.at).Seconds()), float64(s.m.rss)/(1<<20), s.heap/(1<<20), s.routines)
 	}
-	t.Logf("per second (phase:accepted/RSS MiB/heap in use MiB):%s", trace.String())
+	t.Logf("per second (phase:accepted/RSS MiB/heap in use MiB/goroutines):%s", trace.String())
 	final := memoryOf(coll.p)
 	t.Logf("memory: %d samples; peak RSS 1× %s, %s %s; slope over the last half of %s %+.1f MiB/min; now %s", len(samples), mib(peak1), over, mib(peak2), over, slope, final)
 
