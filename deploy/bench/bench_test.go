@@ -130,6 +130,7 @@ func TestBench(t *testing.T) {
 		{"edge-ingest", edgeIngest},
 		{"edge-e2e", edgeEndToEnd},
 		{"collector-ingest", collectorIngest},
+		{"collector-overload", collectorOverload},
 		{"backlog-drain", backlogDrain},
 	}
 	if os.Getenv("BENCH_MICRO") != "0" {
