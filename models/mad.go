@@ -1,6 +1,9 @@
 package models
 
-import "math"
+import (
+	"bytes"
+	"math"
+)
 
 // MADConfig configures a rolling median/MAD detector.
 type MADConfig struct {
@@ -40,15 +43,25 @@ func DefaultMADConfig() MADConfig {
 // z-score that outliers inside the window barely move. It costs O(Window)
 // per reading (sorted-window insert/delete and a merge walk for the MAD).
 type MAD struct {
-	cfg MADConfig
-	// sorted is the window in ascending order; slot[i] is the ring
-	// position (arrival order modulo Window) of sorted[i], so the oldest
-	// reading is found by its slot without keeping a second copy of the
-	// window's values: 2 bytes per reading instead of 8.
-	sorted []float64
-	slot   []uint16
-	head   int
-	n      int
+	// window, minTail, clip and thr are the MADConfig in effect (its
+	// Warmup is warm), kept compactly: 20,000 sensors hold two MADs each.
+	window  int32
+	minTail int32
+	clip    float64
+	thr     float64
+	// sorted is the window in ascending order, each reading stored as a
+	// float32 offset from anchor: half the bytes of a float64, while a
+	// sensor far from zero (101325.12 Pa) keeps its resolution, because
+	// the offsets of the readings that set the median and the MAD are
+	// small. The anchor follows the median (reanchor) so they stay small
+	// when the signal drifts. slot8 (or slot16 when Window > 256) holds
+	// the ring position (arrival order modulo Window) of sorted[i], so the
+	// oldest reading is found by its slot without keeping a second copy of
+	// the window's values: 1 byte per reading instead of 4.
+	sorted []float32
+	slot8  []uint8
+	slot16 []uint16
+	anchor float64
 	tail   Tail
 	lastZ  float64
 	// longScale is a slow average of the window's scale while normal: a
@@ -56,22 +69,25 @@ type MAD struct {
 	// sensor filled with one value from making every later reading look
 	// infinitely anomalous.
 	longScale float64
-	// run counts consecutive alarms; after Window of them the change is
-	// accepted and readings enter the window unclipped, so the detector
-	// can never lock itself into alarming.
-	run int
-	// same counts exact repeats of the previous input; past maxRepeats
-	// they are scored but not learnt (a stuck sensor is the stuck
-	// detector's business and must not collapse the window's spread).
-	same int
-	prev float64
+	prev      float64
 	// scale caches the robust scale between refreshes.
 	scale float64
-	tick  int
+	head  int32
+	n     int32
+	// run counts consecutive alarms (saturating); after Window of them the
+	// change is accepted and readings enter the window unclipped, so the
+	// detector can never lock itself into alarming.
+	run int32
+	// same counts exact repeats of the previous input (saturating); past
+	// maxRepeats they are scored but not learnt (a stuck sensor is the
+	// stuck detector's business and must not collapse the window's
+	// spread).
+	same int32
+	tick int32
 	// warm is the effective warm-up (see MADConfig.Warmup).
-	warm int
+	warm int32
 	// learnt counts z-scores seen after the warm-up, up to MinTail.
-	learnt int
+	learnt int32
 }
 
 // calibScore is the score a z must reach to be reported while the detector
@@ -86,6 +102,17 @@ const maxRepeats = 8
 
 // NewMAD returns a MAD detector.
 func NewMAD(cfg MADConfig) *MAD {
+	d := new(MAD)
+	d.init(cfg, nil, nil)
+	return d
+}
+
+// slot8Max is the largest window whose ring positions fit a byte.
+const slot8Max = 1 << 8
+
+// init sets up d in place (the ensemble holds its MADs by value). The
+// window is kept in sorted and slot8 if they can hold it, else allocated.
+func (d *MAD) init(cfg MADConfig, sorted []float32, slot8 []uint8) {
 	if cfg.Window < 8 {
 		cfg.Window = 8
 	}
@@ -97,17 +124,32 @@ func NewMAD(cfg MADConfig) *MAD {
 		warm = DefaultWarmup
 	}
 	warm = min(max(warm, 8), cfg.Window)
-	return &MAD{
-		cfg:    cfg,
-		warm:   warm,
-		sorted: make([]float64, 0, cfg.Window),
-		slot:   make([]uint16, 0, cfg.Window),
-		tail:   NewTail(20000, 0.1, 0, halfNormalPrior(50)),
+	*d = MAD{
+		window:  int32(cfg.Window),
+		minTail: int32(min(max(cfg.MinTail, 0), math.MaxInt32)),
+		clip:    cfg.Clip,
+		thr:     cfg.Threshold,
+		warm:    int32(warm),
+		tail:    madPrior,
 	}
+	switch {
+	case cfg.Window <= slot8Max && cap(sorted) >= cfg.Window && cap(slot8) >= cfg.Window:
+		d.sorted, d.slot8 = sorted[:0:cfg.Window], slot8[:0:cfg.Window]
+		return
+	case cfg.Window <= slot8Max:
+		d.slot8 = make([]uint8, 0, cfg.Window)
+	default:
+		d.slot16 = make([]uint16, 0, cfg.Window)
+	}
+	d.sorted = make([]float32, 0, cfg.Window)
 }
 
+// madPrior is the calibration every MAD starts from: the normal prior of
+// a |z-score| (a constant, copied by value into each detector).
+var madPrior = NewTail(20000, 0.1, 0, halfNormalPrior(50))
+
 // Threshold implements Detector.
-func (d *MAD) Threshold() float64 { return d.cfg.Threshold }
+func (d *MAD) Threshold() float64 { return d.thr }
 
 // Z returns the signed robust z-score of the last reading.
 func (d *MAD) Z() float64 { return d.lastZ }
@@ -123,16 +165,15 @@ func (d *MAD) medianScale() (med, scale float64) {
 	n := len(s)
 	m := n / 2
 	if n%2 == 1 {
-		med = s[m]
+		med = float64(s[m])
 	} else {
-		med = (s[m-1] + s[m]) / 2
+		med = (float64(s[m-1]) + float64(s[m])) / 2
 	}
 	d.tick++
 	if d.scale > 0 && d.tick < madRefresh {
-		return med, d.scale
+		return d.anchor + med, d.scale
 	}
 	d.tick = 0
-	defer func() { d.scale = scale }()
 	// The absolute deviations form two sorted runs walking out from the
 	// median; the MAD is the k-th smallest of their merge.
 	l, r := m-1, m
@@ -141,10 +182,10 @@ func (d *MAD) medianScale() (med, scale float64) {
 	for i := 0; i < k; i++ {
 		var dl, dr = math.Inf(1), math.Inf(1)
 		if l >= 0 {
-			dl = med - s[l]
+			dl = med - float64(s[l])
 		}
 		if r < n {
-			dr = s[r] - med
+			dr = float64(s[r]) - med
 		}
 		if dl <= dr {
 			dev = dl
@@ -161,14 +202,46 @@ func (d *MAD) medianScale() (med, scale float64) {
 		// normal distribution).
 		sum := 0.0
 		for _, x := range s {
-			sum += math.Abs(x - med)
+			sum += math.Abs(float64(x) - med)
 		}
 		scale = 1.2533 * sum / float64(n)
 	}
-	if f := scaleFloor(med); scale < f {
+	abs := d.anchor + med
+	if f := scaleFloor(abs); scale < f {
 		scale = f
 	}
-	return med, scale
+	d.scale = scale
+	if math.Abs(med) > reanchorScales*scale {
+		d.reanchor(abs)
+	}
+	return abs, scale
+}
+
+// reanchorScales is how far (in robust scales) the median may move from
+// the anchor before the window is re-stored relative to it: a float32
+// offset of 64 scales still resolves 1/250,000 of a scale, and a drifting
+// signal re-stores its 128 readings only every 64 scales of drift.
+const reanchorScales = 64
+
+// reanchor re-stores the window as offsets from a. Rounding to float32 is
+// monotonic, so the window stays sorted and the slots stay valid.
+func (d *MAD) reanchor(a float64) {
+	for i, x := range d.sorted {
+		d.sorted[i] = offset32(d.anchor+float64(x), a)
+	}
+	d.anchor = a
+}
+
+// offset32 is v − a as a float32, clamped to the float32 range: a finite
+// reading too far away to store (1e300) is an extreme either way.
+func offset32(v, a float64) float32 {
+	x := v - a
+	if x > math.MaxFloat32 {
+		x = math.MaxFloat32
+	} else if x < -math.MaxFloat32 {
+		x = -math.MaxFloat32
+	}
+	return float32(x)
 }
 
 // maxWindow is the largest window a slot index (uint16) can address; it
@@ -179,31 +252,58 @@ const maxWindow = 1 << 16
 // full. Equal values are interchangeable in the sorted window, so which
 // of several equal ones carries the oldest slot does not matter.
 func (d *MAD) insert(v float64) {
-	if d.n == d.cfg.Window {
-		h := uint16(d.head)
-		i := 0
-		for d.slot[i] != h {
-			i++
-		}
-		copy(d.sorted[i:], d.sorted[i+1:])
-		copy(d.slot[i:], d.slot[i+1:])
-		d.sorted = d.sorted[:len(d.sorted)-1]
-		d.slot = d.slot[:len(d.slot)-1]
-	} else {
+	if d.n == 0 {
+		d.anchor = v
+	}
+	x := offset32(v, d.anchor)
+	full := d.n == d.window
+	if !full {
 		d.n++
 	}
-	i := searchFloat(d.sorted, v)
-	d.sorted = d.sorted[:len(d.sorted)+1]
-	copy(d.sorted[i+1:], d.sorted[i:])
-	d.sorted[i] = v
-	d.slot = d.slot[:len(d.slot)+1]
-	copy(d.slot[i+1:], d.slot[i:])
-	d.slot[i] = uint16(d.head)
-	d.head = (d.head + 1) % d.cfg.Window
+	if d.slot8 != nil {
+		var i int
+		if full {
+			i = bytes.IndexByte(d.slot8, uint8(d.head))
+			copy(d.sorted[i:], d.sorted[i+1:])
+			copy(d.slot8[i:], d.slot8[i+1:])
+			d.sorted = d.sorted[:len(d.sorted)-1]
+			d.slot8 = d.slot8[:len(d.slot8)-1]
+		}
+		i = searchFloat32(d.sorted, x)
+		d.sorted = d.sorted[:len(d.sorted)+1]
+		copy(d.sorted[i+1:], d.sorted[i:])
+		d.sorted[i] = x
+		d.slot8 = d.slot8[:len(d.slot8)+1]
+		copy(d.slot8[i+1:], d.slot8[i:])
+		d.slot8[i] = uint8(d.head)
+	} else {
+		if full {
+			h := uint16(d.head)
+			i := 0
+			for d.slot16[i] != h {
+				i++
+			}
+			copy(d.sorted[i:], d.sorted[i+1:])
+			copy(d.slot16[i:], d.slot16[i+1:])
+			d.sorted = d.sorted[:len(d.sorted)-1]
+			d.slot16 = d.slot16[:len(d.slot16)-1]
+		}
+		i := searchFloat32(d.sorted, x)
+		d.sorted = d.sorted[:len(d.sorted)+1]
+		copy(d.sorted[i+1:], d.sorted[i:])
+		d.sorted[i] = x
+		d.slot16 = d.slot16[:len(d.slot16)+1]
+		copy(d.slot16[i+1:], d.slot16[i:])
+		d.slot16[i] = uint16(d.head)
+	}
+	d.head++
+	if d.head == d.window {
+		d.head = 0
+	}
 }
 
-// searchFloat is sort.SearchFloat64s without the closure.
-func searchFloat(a []float64, x float64) int {
+// searchFloat32 is sort.Search over a without the closure.
+func searchFloat32(a []float32, x float32) int {
 	lo, hi := 0, len(a)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -222,7 +322,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		return 0
 	}
 	if v == d.prev {
-		d.same++
+		d.same = min(d.same+1, math.MaxInt32-1)
 	} else {
 		d.same, d.prev = 0, v
 	}
@@ -239,7 +339,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	az := math.Abs(z)
 	s := d.tail.Score(az)
 	out := s
-	calibrating := d.learnt < d.cfg.MinTail
+	calibrating := d.learnt < d.minTail
 	if calibrating {
 		// Calibrating: learn as usual (an outlier is learnt at
 		// alarmWeight and clipped), but report only the near-certain.
@@ -248,10 +348,10 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 			out = 0
 		}
 	}
-	if s >= d.cfg.Threshold {
-		d.run++
-		if d.run < d.cfg.Window {
-			c := d.cfg.Clip * scale
+	if s >= d.thr {
+		d.run = min(d.run+1, math.MaxInt32-1)
+		if d.run < d.window {
+			c := d.clip * scale
 			v = math.Max(med-c, math.Min(med+c, v))
 		}
 		d.tail.ObserveWeighted(az, alarmWeight)
@@ -260,7 +360,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		return out
 	} else {
 		d.run = 0
-		w := learnWeight(s, d.cfg.Threshold)
+		w := learnWeight(s, d.thr)
 		if calibrating {
 			// While calibrating, the grey zone is learnt in full: the
 			// prior's tail is the guess being corrected.
@@ -294,9 +394,14 @@ const diffRef = 3
 // readings are seen the reference is the median of those there are.
 type Diff struct {
 	inner Detector
-	ring  [diffRef]float64
-	n     int
-	head  int
+	ref   diffRef3
+}
+
+// diffRef3 holds the last diffRef readings of a Diff.
+type diffRef3 struct {
+	ring [diffRef]float64
+	n    int
+	head int
 }
 
 // NewDiff wraps inner.
@@ -311,20 +416,25 @@ func (d *Diff) Update(t int64, v float64) float64 {
 		return 0
 	}
 	s := 0.0
-	if d.n > 0 {
-		s = d.inner.Update(t, v-d.ref())
+	if d.ref.n > 0 {
+		s = d.inner.Update(t, v-d.ref.median())
 	}
+	d.ref.push(v)
+	return s
+}
+
+// push adds reading v, dropping the oldest of diffRef.
+func (d *diffRef3) push(v float64) {
 	d.ring[d.head] = v
 	d.head = (d.head + 1) % diffRef
 	if d.n < diffRef {
 		d.n++
 	}
-	return s
 }
 
-// ref returns the median of the last n readings (insertion sort of a copy
-// on the stack: no allocation).
-func (d *Diff) ref() float64 {
+// median returns the median of the last n readings (insertion sort of a
+// copy on the stack: no allocation).
+func (d *diffRef3) median() float64 {
 	var a [diffRef]float64
 	n := d.n
 	copy(a[:n], d.ring[:n])

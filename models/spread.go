@@ -39,7 +39,13 @@ const spreadMinTail = 600
 
 // NewSpread returns a Spread detector.
 func NewSpread(cfg SpreadConfig) *Spread {
-	return &Spread{cfg: cfg, tail: NewTail(20000, 0.3, 0, nil)}
+	d := spreadOf(cfg)
+	return &d
+}
+
+// spreadOf returns a Spread by value (the ensemble holds it so).
+func spreadOf(cfg SpreadConfig) Spread {
+	return Spread{cfg: cfg, tail: NewTail(20000, 0.3, 0, nil)}
 }
 
 // Threshold implements Detector.

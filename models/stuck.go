@@ -40,10 +40,16 @@ type Stuck struct {
 
 // NewStuck returns a Stuck detector.
 func NewStuck(cfg StuckConfig) *Stuck {
+	d := stuckOf(cfg)
+	return &d
+}
+
+// stuckOf returns a Stuck by value (the ensemble holds it so).
+func stuckOf(cfg StuckConfig) Stuck {
 	if cfg.MinRun < 1 {
 		cfg.MinRun = 1
 	}
-	return &Stuck{cfg: cfg}
+	return Stuck{cfg: cfg}
 }
 
 // Threshold implements Detector.
