@@ -203,14 +203,19 @@ func (t *Tail) Count() float64 { return t.total }
 
 // quantile returns the value below which a fraction 1-upper of the mass
 // lies, interpolating geometrically inside the bin.
-func (t *Tail) quantile(upper float64) float64 {
-	if t.total <= 0 {
+func (t *Tail) quantile(upper float64) float64 { return quantileOf(&t.counts, t.total, upper) }
+
+// quantileOf is Tail.quantile over counts of either width (tail16 keeps
+// its counts in units of 1/tail16Unit; the quantile does not depend on
+// the unit as long as total is in the same one).
+func quantileOf[C float32 | uint16](counts *[tailBins]C, total, upper float64) float64 {
+	if total <= 0 {
 		return 0
 	}
-	want := upper * t.total
+	want := upper * total
 	acc := 0.0
 	for i := tailBins - 1; i >= 0; i-- {
-		c := float64(t.counts[i])
+		c := float64(counts[i])
 		if acc+c >= want {
 			if c == 0 {
 				return binLo(i)
@@ -226,38 +231,47 @@ func (t *Tail) quantile(upper float64) float64 {
 
 func (t *Tail) refresh() {
 	t.since = 0
-	t.q90 = t.quantile(0.10)
-	t.q99 = t.quantile(tailUpper)
-	b := (t.q99 - t.q90) / math.Ln10
-	if m := 0.1 * t.q99; b < m {
+	t.q90, t.q99, t.beta = fitTail(&t.counts, t.total, t.MinScale)
+}
+
+// fitTail returns the 90th and 99th percentiles of counts and the scale
+// of the exponential tail beyond the 99th.
+func fitTail[C float32 | uint16](counts *[tailBins]C, total, minScale float64) (q90, q99, beta float64) {
+	q90 = quantileOf(counts, total, 0.10)
+	q99 = quantileOf(counts, total, tailUpper)
+	b := (q99 - q90) / math.Ln10
+	if m := 0.1 * q99; b < m {
 		b = m
 	}
-	if b < t.MinScale {
-		b = t.MinScale
+	if b < minScale {
+		b = minScale
 	}
-	t.beta = b
+	return q90, q99, b
 }
 
 // P returns the estimated probability that a normal statistic is ≥ s.
-func (t *Tail) P(s float64) float64 {
-	if math.IsNaN(s) || t.total <= 0 {
+func (t *Tail) P(s float64) float64 { return pOf(&t.counts, t.total, t.q99, t.beta, s) }
+
+// pOf is Tail.P over counts of either width.
+func pOf[C float32 | uint16](counts *[tailBins]C, total, q99, beta, s float64) float64 {
+	if math.IsNaN(s) || total <= 0 {
 		return 1
 	}
-	if s > t.q99 {
-		return tailUpper * math.Exp(-(s-t.q99)/t.beta)
+	if s > q99 {
+		return tailUpper * math.Exp(-(s-q99)/beta)
 	}
 	// Empirical upper fraction: bins above s plus the part of s's bin
 	// above it.
 	i := tailBin(s)
 	acc := 0.0
 	for j := tailBins - 1; j > i; j-- {
-		acc += float64(t.counts[j])
+		acc += float64(counts[j])
 	}
 	lo, hi := binLo(i), binHi(i)
 	if hi > lo {
-		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)
+		acc += float64(counts[i]) * (hi - s) / (hi - lo)
 	}
-	p := acc / t.total
+	p := acc / total
 	if p < tailUpper {
 		p = tailUpper
 	}
@@ -282,4 +296,95 @@ func halfNormalPrior(n int) []float64 {
 		out[i] = math.Sqrt2 * math.Erfinv(u)
 	}
 	return out
+}
+
+// tail16 is a Tail with 16-bit counts for the detectors every sensor of
+// the default ensemble holds twice or more (MAD, Spread): 200 bytes
+// instead of 384. Counts are kept in units of 1/tail16Unit observation,
+// so the weights detectors learn with (1 and alarmWeight) are exact.
+// Cap is tail16Cap observations and MinCount 0. A bin that would
+// overflow 16 bits halves the histogram early, as reaching Cap does: only
+// a statistic that puts more than 3,276 observations (a sixth of Cap) in
+// one ±10% bin — a quantised sensor whose z-score is often exactly the
+// same — forgets sooner than Tail would.
+type tail16 struct {
+	counts [tailBins]uint16
+	total  uint32 // sum of counts, in units
+	since  int32
+	// minScale is Tail.MinScale.
+	minScale       float64
+	q90, q99, beta float64
+}
+
+const (
+	// tail16Unit is the number of count units per observation: 1/20 is
+	// alarmWeight, the smallest weight a detector learns with.
+	tail16Unit = 20
+	// tail16Cap is Tail.Cap of the ensemble's detectors, in observations.
+	tail16Cap = 20000
+)
+
+// newTail16 is NewTail(tail16Cap, minScale, 0, prior) with 16-bit counts.
+func newTail16(minScale float64, prior []float64) tail16 {
+	t := tail16{minScale: minScale}
+	for _, s := range prior {
+		t.add(s, 1)
+	}
+	t.refresh()
+	return t
+}
+
+func (t *tail16) add(s, w float64) {
+	if math.IsNaN(s) || s < 0 || !(w > 0) {
+		return
+	}
+	u := uint32(math.Round(min(w, 1) * tail16Unit))
+	if u == 0 {
+		u = 1
+	}
+	i := tailBin(s)
+	if uint32(t.counts[i])+u > math.MaxUint16 {
+		t.halve()
+	}
+	t.counts[i] += uint16(u)
+	t.total += u
+	if t.total > tail16Cap*tail16Unit {
+		t.halve()
+	}
+}
+
+// halve forgets half of every count, rounding odd counts to even so that
+// the rounding does not drift the histogram up or down.
+func (t *tail16) halve() {
+	t.total = 0
+	for i, c := range t.counts {
+		h := c / 2
+		if c&1 == 1 && h&1 == 1 {
+			h++
+		}
+		t.counts[i] = h
+		t.total += uint32(h)
+	}
+}
+
+// ObserveWeighted is Tail.ObserveWeighted; weights above 1 count as 1.
+func (t *tail16) ObserveWeighted(s, w float64) {
+	t.add(s, w)
+	t.since++
+	if t.since >= tailRefresh {
+		t.refresh()
+	}
+}
+
+func (t *tail16) refresh() {
+	t.since = 0
+	t.q90, t.q99, t.beta = fitTail(&t.counts, float64(t.total), t.minScale)
+}
+
+// Count is Tail.Count.
+func (t *tail16) Count() float64 { return float64(t.total) / tail16Unit }
+
+// Score is Tail.Score.
+func (t *tail16) Score(s float64) float64 {
+	return ScoreFromP(pOf(&t.counts, float64(t.total), t.q99, t.beta, s))
 }

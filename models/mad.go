@@ -62,7 +62,7 @@ type MAD struct {
 	slot8  []uint8
 	slot16 []uint16
 	anchor float64
-	tail   Tail
+	tail   tail16
 	lastZ  float64
 	// longScale is a slow average of the window's scale while normal: a
 	// floor (a fifth of it) keeps a window that a stuck or dropped-out
@@ -146,7 +146,7 @@ func (d *MAD) init(cfg MADConfig, sorted []float32, slot8 []uint8) {
 
 // madPrior is the calibration every MAD starts from: the normal prior of
 // a |z-score| (a constant, copied by value into each detector).
-var madPrior = NewTail(20000, 0.1, 0, halfNormalPrior(50))
+var madPrior = newTail16(0.1, halfNormalPrior(50))
 
 // Threshold implements Detector.
 func (d *MAD) Threshold() float64 { return d.thr }

@@ -27,7 +27,7 @@ type Spread struct {
 	n          int
 	prev       float64
 	fast, slow float64
-	tail       Tail
+	tail       tail16
 }
 
 // spreadMinTail is how many ratios the spread detector's Tail must have
@@ -45,7 +45,7 @@ func NewSpread(cfg SpreadConfig) *Spread {
 
 // spreadOf returns a Spread by value (the ensemble holds it so).
 func spreadOf(cfg SpreadConfig) Spread {
-	return Spread{cfg: cfg, tail: NewTail(20000, 0.3, 0, nil)}
+	return Spread{cfg: cfg, tail: newTail16(0.3, nil)}
 }
 
 // Threshold implements Detector.
