@@ -299,8 +299,9 @@ func halfNormalPrior(n int) []float64 {
 }
 
 // tail16 is a Tail with 16-bit counts for the detectors every sensor of
-// the default ensemble holds twice or more (MAD, Spread): 200 bytes
-// instead of 384. Counts are kept in units of 1/tail16Unit observation,
+// the default ensemble holds twice or more (MAD, Spread): 184 bytes
+// instead of 384. Its MinScale is a constant of the detector that owns
+// it, passed to ObserveWeighted rather than stored. Counts are kept in units of 1/tail16Unit observation,
 // so the weights detectors learn with (1 and alarmWeight) are exact.
 // Cap is tail16Cap observations and MinCount 0. A bin that would
 // overflow 16 bits halves the histogram early, as reaching Cap does: only
@@ -311,9 +312,9 @@ type tail16 struct {
 	counts [tailBins]uint16
 	total  uint32 // sum of counts, in units
 	since  int32
-	// minScale is Tail.MinScale.
-	minScale       float64
-	q90, q99, beta float64
+	// q99 and beta are the fitted tail (see Tail); q90 is only needed to
+	// fit it.
+	q99, beta float64
 }
 
 const (
@@ -326,11 +327,11 @@ const (
 
 // newTail16 is NewTail(tail16Cap, minScale, 0, prior) with 16-bit counts.
 func newTail16(minScale float64, prior []float64) tail16 {
-	t := tail16{minScale: minScale}
+	var t tail16
 	for _, s := range prior {
 		t.add(s, 1)
 	}
-	t.refresh()
+	t.refresh(minScale)
 	return t
 }
 
@@ -367,18 +368,19 @@ func (t *tail16) halve() {
 	}
 }
 
-// ObserveWeighted is Tail.ObserveWeighted; weights above 1 count as 1.
-func (t *tail16) ObserveWeighted(s, w float64) {
+// ObserveWeighted is Tail.ObserveWeighted for a Tail with MinScale
+// minScale; weights above 1 count as 1.
+func (t *tail16) ObserveWeighted(s, w, minScale float64) {
 	t.add(s, w)
 	t.since++
 	if t.since >= tailRefresh {
-		t.refresh()
+		t.refresh(minScale)
 	}
 }
 
-func (t *tail16) refresh() {
+func (t *tail16) refresh(minScale float64) {
 	t.since = 0
-	t.q90, t.q99, t.beta = fitTail(&t.counts, float64(t.total), t.minScale)
+	_, t.q99, t.beta = fitTail(&t.counts, float64(t.total), minScale)
 }
 
 // Count is Tail.Count.

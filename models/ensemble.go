@@ -33,10 +33,18 @@ func DefaultEnsembleConfig() EnsembleConfig {
 // Ensemble runs several univariate detectors on one sensor and combines
 // their scores.
 type Ensemble struct {
+	// Exactly one is set: std for the default component list, gen for
+	// any other.
+	std *stdEnsemble
+	gen *genEnsemble
+}
+
+// genEnsemble is an Ensemble of any component list, one heap object per
+// component.
+type genEnsemble struct {
 	cfg   EnsembleConfig
-	parts []Detector // nil when std runs the default components
+	parts []Detector
 	last  []float64
-	std   *stdEnsemble
 }
 
 // stdEnsemble is an Ensemble of the default components (DefaultEnsembleConfig's
@@ -79,8 +87,7 @@ func isStd(names []string) bool {
 // would, in place.
 func newStdEnsemble(cfg EnsembleConfig) *Ensemble {
 	x := new(stdEnsemble)
-	cfg.Components = stdNames[:stdParts:stdParts]
-	x.e = Ensemble{cfg: cfg, std: x, last: x.last[:]}
+	x.e.std = x
 	lc := DefaultMADConfig()
 	lc.MinTail = levelMinTail
 	lc.Threshold = cfg.Threshold
@@ -109,7 +116,7 @@ func NewEnsemble(cfg EnsembleConfig) *Ensemble {
 // newEnsembleOf builds an ensemble of any component list from the
 // built-in constructors, one heap object per component.
 func newEnsembleOf(cfg EnsembleConfig) *Ensemble {
-	e := &Ensemble{cfg: cfg}
+	e := &genEnsemble{cfg: cfg}
 	for _, name := range cfg.Components {
 		if name == NameEnsemble {
 			continue
@@ -121,7 +128,7 @@ func newEnsembleOf(cfg EnsembleConfig) *Ensemble {
 		e.parts = append(e.parts, f())
 	}
 	e.last = make([]float64, len(e.parts))
-	return e
+	return &Ensemble{gen: e}
 }
 
 // ValidateEnsemble reports unknown or recursive component names.
@@ -141,27 +148,38 @@ func ValidateEnsemble(cfg EnsembleConfig) error {
 }
 
 // Threshold implements Detector.
-func (e *Ensemble) Threshold() float64 { return e.cfg.Threshold }
+func (e *Ensemble) Threshold() float64 {
+	if e.std != nil {
+		return e.std.level.thr
+	}
+	return e.gen.cfg.Threshold
+}
 
 // Components returns the component names and their last scores. Both
 // belong to the ensemble (the names may be shared with others): read them,
 // do not modify them.
-func (e *Ensemble) Components() ([]string, []float64) { return e.cfg.Components, e.last }
+func (e *Ensemble) Components() ([]string, []float64) {
+	if e.std != nil {
+		return stdNames[:stdParts:stdParts], e.std.last[:]
+	}
+	return e.gen.cfg.Components, e.gen.last
+}
 
 // Update implements Detector.
 func (e *Ensemble) Update(t int64, v float64) float64 {
 	if e.std != nil {
 		return e.std.update(t, v)
 	}
+	g := e.gen
 	best := 0.0
-	for i, d := range e.parts {
+	for i, d := range g.parts {
 		s := d.Update(t, v)
-		e.last[i] = s
+		g.last[i] = s
 		if s > best {
 			best = s
 		}
 	}
-	return combineMax(best, len(e.parts))
+	return combineMax(best, len(g.parts))
 }
 
 // update is Ensemble.Update of the default components (the spike

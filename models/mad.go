@@ -2,6 +2,7 @@ package models
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 )
 
@@ -54,13 +55,13 @@ type MAD struct {
 	// sensor far from zero (101325.12 Pa) keeps its resolution, because
 	// the offsets of the readings that set the median and the MAD are
 	// small. The anchor follows the median (reanchor) so they stay small
-	// when the signal drifts. slot8 (or slot16 when Window > 256) holds
-	// the ring position (arrival order modulo Window) of sorted[i], so the
-	// oldest reading is found by its slot without keeping a second copy of
-	// the window's values: 1 byte per reading instead of 4.
+	// when the signal drifts. slot holds the ring position (arrival order
+	// modulo Window) of sorted[i], in a byte (or, when Window > 256, two
+	// bytes little-endian at slot[2i:]), so the oldest reading is found by
+	// its slot without keeping a second copy of the window's values: 1
+	// byte per reading instead of 4.
 	sorted []float32
-	slot8  []uint8
-	slot16 []uint16
+	slot   []byte
 	anchor float64
 	tail   tail16
 	lastZ  float64
@@ -73,7 +74,6 @@ type MAD struct {
 	// scale caches the robust scale between refreshes.
 	scale float64
 	head  int32
-	n     int32
 	// run counts consecutive alarms (saturating); after Window of them the
 	// change is accepted and readings enter the window unclipped, so the
 	// detector can never lock itself into alarming.
@@ -111,8 +111,8 @@ func NewMAD(cfg MADConfig) *MAD {
 const slot8Max = 1 << 8
 
 // init sets up d in place (the ensemble holds its MADs by value). The
-// window is kept in sorted and slot8 if they can hold it, else allocated.
-func (d *MAD) init(cfg MADConfig, sorted []float32, slot8 []uint8) {
+// window is kept in sorted and slot if they can hold it, else allocated.
+func (d *MAD) init(cfg MADConfig, sorted []float32, slot []byte) {
 	if cfg.Window < 8 {
 		cfg.Window = 8
 	}
@@ -132,21 +132,28 @@ func (d *MAD) init(cfg MADConfig, sorted []float32, slot8 []uint8) {
 		warm:    int32(warm),
 		tail:    madPrior,
 	}
-	switch {
-	case cfg.Window <= slot8Max && cap(sorted) >= cfg.Window && cap(slot8) >= cfg.Window:
-		d.sorted, d.slot8 = sorted[:0:cfg.Window], slot8[:0:cfg.Window]
+	w := d.slotWidth() * cfg.Window
+	if cap(sorted) >= cfg.Window && cap(slot) >= w {
+		d.sorted, d.slot = sorted[:0:cfg.Window], slot[:0:w]
 		return
-	case cfg.Window <= slot8Max:
-		d.slot8 = make([]uint8, 0, cfg.Window)
-	default:
-		d.slot16 = make([]uint16, 0, cfg.Window)
 	}
-	d.sorted = make([]float32, 0, cfg.Window)
+	d.sorted, d.slot = make([]float32, 0, cfg.Window), make([]byte, 0, w)
+}
+
+// slotWidth is the bytes per slot: 1 up to a window of 256, else 2.
+func (d *MAD) slotWidth() int {
+	if d.window <= slot8Max {
+		return 1
+	}
+	return 2
 }
 
 // madPrior is the calibration every MAD starts from: the normal prior of
 // a |z-score| (a constant, copied by value into each detector).
-var madPrior = newTail16(0.1, halfNormalPrior(50))
+var madPrior = newTail16(madMinScale, halfNormalPrior(50))
+
+// madMinScale is the MinScale of a MAD's calibration (in units of z).
+const madMinScale = 0.1
 
 // Threshold implements Detector.
 func (d *MAD) Threshold() float64 { return d.thr }
@@ -252,54 +259,49 @@ const maxWindow = 1 << 16
 // full. Equal values are interchangeable in the sorted window, so which
 // of several equal ones carries the oldest slot does not matter.
 func (d *MAD) insert(v float64) {
-	if d.n == 0 {
+	n := len(d.sorted)
+	if n == 0 {
 		d.anchor = v
 	}
 	x := offset32(v, d.anchor)
-	full := d.n == d.window
-	if !full {
-		d.n++
+	w := d.slotWidth()
+	if n == int(d.window) {
+		i := d.oldest()
+		copy(d.sorted[i:], d.sorted[i+1:])
+		copy(d.slot[w*i:], d.slot[w*(i+1):])
+		n--
+		d.sorted = d.sorted[:n]
+		d.slot = d.slot[:w*n]
 	}
-	if d.slot8 != nil {
-		var i int
-		if full {
-			i = bytes.IndexByte(d.slot8, uint8(d.head))
-			copy(d.sorted[i:], d.sorted[i+1:])
-			copy(d.slot8[i:], d.slot8[i+1:])
-			d.sorted = d.sorted[:len(d.sorted)-1]
-			d.slot8 = d.slot8[:len(d.slot8)-1]
-		}
-		i = searchFloat32(d.sorted, x)
-		d.sorted = d.sorted[:len(d.sorted)+1]
-		copy(d.sorted[i+1:], d.sorted[i:])
-		d.sorted[i] = x
-		d.slot8 = d.slot8[:len(d.slot8)+1]
-		copy(d.slot8[i+1:], d.slot8[i:])
-		d.slot8[i] = uint8(d.head)
+	i := searchFloat32(d.sorted, x)
+	d.sorted = d.sorted[:n+1]
+	copy(d.sorted[i+1:], d.sorted[i:])
+	d.sorted[i] = x
+	d.slot = d.slot[:w*(n+1)]
+	copy(d.slot[w*(i+1):], d.slot[w*i:])
+	if w == 1 {
+		d.slot[i] = uint8(d.head)
 	} else {
-		if full {
-			h := uint16(d.head)
-			i := 0
-			for d.slot16[i] != h {
-				i++
-			}
-			copy(d.sorted[i:], d.sorted[i+1:])
-			copy(d.slot16[i:], d.slot16[i+1:])
-			d.sorted = d.sorted[:len(d.sorted)-1]
-			d.slot16 = d.slot16[:len(d.slot16)-1]
-		}
-		i := searchFloat32(d.sorted, x)
-		d.sorted = d.sorted[:len(d.sorted)+1]
-		copy(d.sorted[i+1:], d.sorted[i:])
-		d.sorted[i] = x
-		d.slot16 = d.slot16[:len(d.slot16)+1]
-		copy(d.slot16[i+1:], d.slot16[i:])
-		d.slot16[i] = uint16(d.head)
+		binary.LittleEndian.PutUint16(d.slot[2*i:], uint16(d.head))
 	}
 	d.head++
 	if d.head == d.window {
 		d.head = 0
 	}
+}
+
+// oldest returns the index in sorted of the reading at ring position
+// head.
+func (d *MAD) oldest() int {
+	if d.window <= slot8Max {
+		return bytes.IndexByte(d.slot, uint8(d.head))
+	}
+	h := uint16(d.head)
+	i := 0
+	for binary.LittleEndian.Uint16(d.slot[2*i:]) != h {
+		i++
+	}
+	return i
 }
 
 // searchFloat32 is sort.Search over a without the closure.
@@ -326,7 +328,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	} else {
 		d.same, d.prev = 0, v
 	}
-	if d.n < d.warm {
+	if len(d.sorted) < int(d.warm) {
 		d.insert(v)
 		return 0
 	}
@@ -354,7 +356,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 			c := d.clip * scale
 			v = math.Max(med-c, math.Min(med+c, v))
 		}
-		d.tail.ObserveWeighted(az, alarmWeight)
+		d.tail.ObserveWeighted(az, alarmWeight, madMinScale)
 	} else if d.same > maxRepeats {
 		d.run = 0
 		return out
@@ -366,7 +368,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 			// prior's tail is the guess being corrected.
 			w = 1
 		}
-		d.tail.ObserveWeighted(az, w)
+		d.tail.ObserveWeighted(az, w, madMinScale)
 		if d.longScale == 0 {
 			d.longScale = scale
 		} else {
@@ -400,8 +402,8 @@ type Diff struct {
 // diffRef3 holds the last diffRef readings of a Diff.
 type diffRef3 struct {
 	ring [diffRef]float64
-	n    int
-	head int
+	n    int32
+	head int32
 }
 
 // NewDiff wraps inner.
@@ -436,7 +438,7 @@ func (d *diffRef3) push(v float64) {
 // copy on the stack: no allocation).
 func (d *diffRef3) median() float64 {
 	var a [diffRef]float64
-	n := d.n
+	n := int(d.n)
 	copy(a[:n], d.ring[:n])
 	for i := 1; i < n; i++ {
 		for j := i; j > 0 && a[j] < a[j-1]; j-- {

@@ -37,6 +37,10 @@ type Spread struct {
 // estimated from a hundred values.
 const spreadMinTail = 600
 
+// spreadMinScale is the MinScale of the spread detector's calibration (in
+// units of the variance ratio).
+const spreadMinScale = 0.3
+
 // NewSpread returns a Spread detector.
 func NewSpread(cfg SpreadConfig) *Spread {
 	d := spreadOf(cfg)
@@ -45,7 +49,7 @@ func NewSpread(cfg SpreadConfig) *Spread {
 
 // spreadOf returns a Spread by value (the ensemble holds it so).
 func spreadOf(cfg SpreadConfig) Spread {
-	return Spread{cfg: cfg, tail: newTail16(0.3, nil)}
+	return Spread{cfg: cfg, tail: newTail16(spreadMinScale, nil)}
 }
 
 // Threshold implements Detector.
@@ -83,11 +87,11 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 		s = d.tail.Score(ratio)
 	}
 	if s < d.cfg.Threshold {
-		d.tail.ObserveWeighted(ratio, learnWeight(s, d.cfg.Threshold))
+		d.tail.ObserveWeighted(ratio, learnWeight(s, d.cfg.Threshold), spreadMinScale)
 		d.slow += d.cfg.Slow * (q - d.slow)
 	} else {
 		d.slow += d.cfg.Slow * 0.05 * (q - d.slow)
-		d.tail.ObserveWeighted(ratio, alarmWeight)
+		d.tail.ObserveWeighted(ratio, alarmWeight, spreadMinScale)
 	}
 	return s
 }
