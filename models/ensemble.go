@@ -61,9 +61,8 @@ type stdEnsemble struct {
 	spread Spread
 	stuck  Stuck
 	last   [stdParts]float64
-	// The MADs' windows: sorted offsets and ring slots (see MAD).
-	levelSorted, spikeSorted [stdWindow]float32
-	levelSlot, spikeSlot     [stdWindow]uint8
+	// The MADs' windows (see MAD).
+	levelWin, spikeWin [stdWindow]uint32
 }
 
 // stdParts is the number of default components.
@@ -93,8 +92,8 @@ func newStdEnsemble(cfg EnsembleConfig) *Ensemble {
 	lc.Threshold = cfg.Threshold
 	sc := DefaultMADConfig()
 	sc.Threshold = cfg.Threshold
-	x.level.init(lc, x.levelSorted[:0], x.levelSlot[:0])
-	x.spike.init(sc, x.spikeSorted[:0], x.spikeSlot[:0])
+	x.level.init(lc, x.levelWin[:0])
+	x.spike.init(sc, x.spikeWin[:0])
 	pc := DefaultSpreadConfig()
 	pc.Threshold = cfg.Threshold
 	x.spread = spreadOf(pc)

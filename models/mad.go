@@ -1,10 +1,6 @@
 package models
 
-import (
-	"bytes"
-	"encoding/binary"
-	"math"
-)
+import "math"
 
 // MADConfig configures a rolling median/MAD detector.
 type MADConfig struct {
@@ -50,18 +46,16 @@ type MAD struct {
 	minTail int32
 	clip    float64
 	thr     float64
-	// sorted is the window in ascending order, each reading stored as a
-	// float32 offset from anchor: half the bytes of a float64, while a
-	// sensor far from zero (101325.12 Pa) keeps its resolution, because
-	// the offsets of the readings that set the median and the MAD are
-	// small. The anchor follows the median (reanchor) so they stay small
-	// when the signal drifts. slot holds the ring position (arrival order
-	// modulo Window) of sorted[i], in a byte (or, when Window > 256, two
-	// bytes little-endian at slot[2i:]), so the oldest reading is found by
-	// its slot without keeping a second copy of the window's values: 1
-	// byte per reading instead of 4.
-	sorted []float32
-	slot   []byte
+	// The window in ascending order (window.go), each reading stored as
+	// an offset from anchor, rounded to 24 bits of a float32 (a 15-bit
+	// mantissa, within 1.5e-5 of the offset): a sensor far from zero
+	// (101325.12 Pa) keeps its resolution, because the offsets of the
+	// readings that set the median and the MAD are small. The anchor
+	// follows the median (reanchor) so they stay small when the signal
+	// drifts. With its ring slot a reading takes 4 bytes, where a float64
+	// and a uint16 slot took 10.
+	win8   []uint32 // Window ≤ 256
+	win16  []uint64 // larger windows
 	anchor float64
 	tail   tail16
 	lastZ  float64
@@ -103,7 +97,7 @@ const maxRepeats = 8
 // NewMAD returns a MAD detector.
 func NewMAD(cfg MADConfig) *MAD {
 	d := new(MAD)
-	d.init(cfg, nil, nil)
+	d.init(cfg, nil)
 	return d
 }
 
@@ -111,8 +105,8 @@ func NewMAD(cfg MADConfig) *MAD {
 const slot8Max = 1 << 8
 
 // init sets up d in place (the ensemble holds its MADs by value). The
-// window is kept in sorted and slot if they can hold it, else allocated.
-func (d *MAD) init(cfg MADConfig, sorted []float32, slot []byte) {
+// window is kept in win8 if it can hold it, else allocated.
+func (d *MAD) init(cfg MADConfig, win8 []uint32) {
 	if cfg.Window < 8 {
 		cfg.Window = 8
 	}
@@ -132,20 +126,14 @@ func (d *MAD) init(cfg MADConfig, sorted []float32, slot []byte) {
 		warm:    int32(warm),
 		tail:    madPrior,
 	}
-	w := d.slotWidth() * cfg.Window
-	if cap(sorted) >= cfg.Window && cap(slot) >= w {
-		d.sorted, d.slot = sorted[:0:cfg.Window], slot[:0:w]
-		return
+	switch {
+	case cfg.Window > slot8Max:
+		d.win16 = make([]uint64, 0, cfg.Window)
+	case cap(win8) >= cfg.Window:
+		d.win8 = win8[:0:cfg.Window]
+	default:
+		d.win8 = make([]uint32, 0, cfg.Window)
 	}
-	d.sorted, d.slot = make([]float32, 0, cfg.Window), make([]byte, 0, w)
-}
-
-// slotWidth is the bytes per slot: 1 up to a window of 256, else 2.
-func (d *MAD) slotWidth() int {
-	if d.window <= slot8Max {
-		return 1
-	}
-	return 2
 }
 
 // madPrior is the calibration every MAD starts from: the normal prior of
@@ -168,50 +156,29 @@ const madRefresh = 4
 
 // medianScale returns the window's median and robust scale.
 func (d *MAD) medianScale() (med, scale float64) {
-	s := d.sorted
-	n := len(s)
-	m := n / 2
-	if n%2 == 1 {
-		med = float64(s[m])
+	if d.win16 != nil {
+		med = winMedian(d.win16)
 	} else {
-		med = (float64(s[m-1]) + float64(s[m])) / 2
+		med = winMedian(d.win8)
 	}
 	d.tick++
 	if d.scale > 0 && d.tick < madRefresh {
 		return d.anchor + med, d.scale
 	}
 	d.tick = 0
-	// The absolute deviations form two sorted runs walking out from the
-	// median; the MAD is the k-th smallest of their merge.
-	l, r := m-1, m
-	k := (n + 1) / 2
 	var dev float64
-	for i := 0; i < k; i++ {
-		var dl, dr = math.Inf(1), math.Inf(1)
-		if l >= 0 {
-			dl = med - float64(s[l])
-		}
-		if r < n {
-			dr = float64(s[r]) - med
-		}
-		if dl <= dr {
-			dev = dl
-			l--
-		} else {
-			dev = dr
-			r++
-		}
+	var meanAbs bool
+	if d.win16 != nil {
+		dev, meanAbs = winMAD(d.win16, med)
+	} else {
+		dev, meanAbs = winMAD(d.win8, med)
 	}
 	scale = 1.4826 * dev
-	if scale == 0 {
-		// Quantised window with more than half the values equal: fall back
-		// to the mean absolute deviation (×1.2533, its ratio to σ for a
-		// normal distribution).
-		sum := 0.0
-		for _, x := range s {
-			sum += math.Abs(float64(x) - med)
-		}
-		scale = 1.2533 * sum / float64(n)
+	if meanAbs {
+		// Quantised window with more than half the values equal: the mean
+		// absolute deviation (×1.2533, its ratio to σ for a normal
+		// distribution).
+		scale = 1.2533 * dev
 	}
 	abs := d.anchor + med
 	if f := scaleFloor(abs); scale < f {
@@ -225,16 +192,18 @@ func (d *MAD) medianScale() (med, scale float64) {
 }
 
 // reanchorScales is how far (in robust scales) the median may move from
-// the anchor before the window is re-stored relative to it: a float32
-// offset of 64 scales still resolves 1/250,000 of a scale, and a drifting
-// signal re-stores its 128 readings only every 64 scales of drift.
-const reanchorScales = 64
+// the anchor before the window is re-stored relative to it: a stored
+// offset of 16 scales still resolves 1/4,000 of a scale (and the readings
+// near the median far better), and a drifting signal re-stores its
+// window only every 16 scales of drift.
+const reanchorScales = 16
 
-// reanchor re-stores the window as offsets from a. Rounding to float32 is
-// monotonic, so the window stays sorted and the slots stay valid.
+// reanchor re-stores the window as offsets from a.
 func (d *MAD) reanchor(a float64) {
-	for i, x := range d.sorted {
-		d.sorted[i] = offset32(d.anchor+float64(x), a)
+	if d.win16 != nil {
+		winShift(d.win16, d.anchor, a)
+	} else {
+		winShift(d.win8, d.anchor, a)
 	}
 	d.anchor = a
 }
@@ -256,33 +225,16 @@ func offset32(v, a float64) float32 {
 const maxWindow = 1 << 16
 
 // insert adds v to the window, dropping the oldest reading when it is
-// full. Equal values are interchangeable in the sorted window, so which
-// of several equal ones carries the oldest slot does not matter.
+// full.
 func (d *MAD) insert(v float64) {
-	n := len(d.sorted)
-	if n == 0 {
+	if d.len() == 0 {
 		d.anchor = v
 	}
 	x := offset32(v, d.anchor)
-	w := d.slotWidth()
-	if n == int(d.window) {
-		i := d.oldest()
-		copy(d.sorted[i:], d.sorted[i+1:])
-		copy(d.slot[w*i:], d.slot[w*(i+1):])
-		n--
-		d.sorted = d.sorted[:n]
-		d.slot = d.slot[:w*n]
-	}
-	i := searchFloat32(d.sorted, x)
-	d.sorted = d.sorted[:n+1]
-	copy(d.sorted[i+1:], d.sorted[i:])
-	d.sorted[i] = x
-	d.slot = d.slot[:w*(n+1)]
-	copy(d.slot[w*(i+1):], d.slot[w*i:])
-	if w == 1 {
-		d.slot[i] = uint8(d.head)
+	if d.win16 != nil {
+		d.win16 = winInsert(d.win16, int(d.window), int(d.head), x)
 	} else {
-		binary.LittleEndian.PutUint16(d.slot[2*i:], uint16(d.head))
+		d.win8 = winInsert(d.win8, int(d.window), int(d.head), x)
 	}
 	d.head++
 	if d.head == d.window {
@@ -290,33 +242,8 @@ func (d *MAD) insert(v float64) {
 	}
 }
 
-// oldest returns the index in sorted of the reading at ring position
-// head.
-func (d *MAD) oldest() int {
-	if d.window <= slot8Max {
-		return bytes.IndexByte(d.slot, uint8(d.head))
-	}
-	h := uint16(d.head)
-	i := 0
-	for binary.LittleEndian.Uint16(d.slot[2*i:]) != h {
-		i++
-	}
-	return i
-}
-
-// searchFloat32 is sort.Search over a without the closure.
-func searchFloat32(a []float32, x float32) int {
-	lo, hi := 0, len(a)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if a[m] < x {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
-}
+// len is the number of readings in the window.
+func (d *MAD) len() int { return len(d.win8) + len(d.win16) }
 
 // Update implements Detector.
 func (d *MAD) Update(_ int64, v float64) float64 {
@@ -328,7 +255,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	} else {
 		d.same, d.prev = 0, v
 	}
-	if len(d.sorted) < int(d.warm) {
+	if d.len() < int(d.warm) {
 		d.insert(v)
 		return 0
 	}
