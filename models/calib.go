@@ -203,19 +203,14 @@ func (t *Tail) Count() float64 { return t.total }
 
 // quantile returns the value below which a fraction 1-upper of the mass
 // lies, interpolating geometrically inside the bin.
-func (t *Tail) quantile(upper float64) float64 { return quantileOf(&t.counts, t.total, upper) }
-
-// quantileOf is Tail.quantile over counts of either width (tail16 keeps
-// its counts in units of 1/tail16Unit; the quantile does not depend on
-// the unit as long as total is in the same one).
-func quantileOf[C float32 | uint16](counts *[tailBins]C, total, upper float64) float64 {
-	if total <= 0 {
+func (t *Tail) quantile(upper float64) float64 {
+	if t.total <= 0 {
 		return 0
 	}
-	want := upper * total
+	want := upper * t.total
 	acc := 0.0
 	for i := tailBins - 1; i >= 0; i-- {
-		c := float64(counts[i])
+		c := float64(t.counts[i])
 		if acc+c >= want {
 			if c == 0 {
 				return binLo(i)
@@ -231,47 +226,38 @@ func quantileOf[C float32 | uint16](counts *[tailBins]C, total, upper float64) f
 
 func (t *Tail) refresh() {
 	t.since = 0
-	t.q90, t.q99, t.beta = fitTail(&t.counts, t.total, t.MinScale)
-}
-
-// fitTail returns the 90th and 99th percentiles of counts and the scale
-// of the exponential tail beyond the 99th.
-func fitTail[C float32 | uint16](counts *[tailBins]C, total, minScale float64) (q90, q99, beta float64) {
-	q90 = quantileOf(counts, total, 0.10)
-	q99 = quantileOf(counts, total, tailUpper)
-	b := (q99 - q90) / math.Ln10
-	if m := 0.1 * q99; b < m {
+	t.q90 = t.quantile(0.10)
+	t.q99 = t.quantile(tailUpper)
+	b := (t.q99 - t.q90) / math.Ln10
+	if m := 0.1 * t.q99; b < m {
 		b = m
 	}
-	if b < minScale {
-		b = minScale
+	if b < t.MinScale {
+		b = t.MinScale
 	}
-	return q90, q99, b
+	t.beta = b
 }
 
 // P returns the estimated probability that a normal statistic is ≥ s.
-func (t *Tail) P(s float64) float64 { return pOf(&t.counts, t.total, t.q99, t.beta, s) }
-
-// pOf is Tail.P over counts of either width.
-func pOf[C float32 | uint16](counts *[tailBins]C, total, q99, beta, s float64) float64 {
-	if math.IsNaN(s) || total <= 0 {
+func (t *Tail) P(s float64) float64 {
+	if math.IsNaN(s) || t.total <= 0 {
 		return 1
 	}
-	if s > q99 {
-		return tailUpper * math.Exp(-(s-q99)/beta)
+	if s > t.q99 {
+		return tailUpper * math.Exp(-(s-t.q99)/t.beta)
 	}
 	// Empirical upper fraction: bins above s plus the part of s's bin
 	// above it.
 	i := tailBin(s)
 	acc := 0.0
 	for j := tailBins - 1; j > i; j-- {
-		acc += float64(counts[j])
+		acc += float64(t.counts[j])
 	}
 	lo, hi := binLo(i), binHi(i)
 	if hi > lo {
-		acc += float64(counts[i]) * (hi - s) / (hi - lo)
+		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)
 	}
-	p := acc / total
+	p := acc / t.total
 	if p < tailUpper {
 		p = tailUpper
 	}
@@ -339,9 +325,14 @@ func (t *tail16) add(s, w float64) {
 	if math.IsNaN(s) || s < 0 || !(w > 0) {
 		return
 	}
-	u := uint32(math.Round(min(w, 1) * tail16Unit))
-	if u == 0 {
+	var u uint32
+	switch w {
+	case 1:
+		u = tail16Unit
+	case alarmWeight:
 		u = 1
+	default:
+		u = max(uint32(math.Round(min(w, 1)*tail16Unit)), 1)
 	}
 	i := tailBin(s)
 	if uint32(t.counts[i])+u > math.MaxUint16 {
@@ -380,13 +371,67 @@ func (t *tail16) ObserveWeighted(s, w, minScale float64) {
 
 func (t *tail16) refresh(minScale float64) {
 	t.since = 0
-	_, t.q99, t.beta = fitTail(&t.counts, float64(t.total), minScale)
+	q90 := t.quantile(0.10)
+	t.q99 = t.quantile(tailUpper)
+	b := (t.q99 - q90) / math.Ln10
+	if m := 0.1 * t.q99; b < m {
+		b = m
+	}
+	if b < minScale {
+		b = minScale
+	}
+	t.beta = b
+}
+
+// quantile is Tail.quantile (counts and total in the same unit).
+func (t *tail16) quantile(upper float64) float64 {
+	if t.total == 0 {
+		return 0
+	}
+	want := upper * float64(t.total)
+	acc := 0.0
+	for i := tailBins - 1; i >= 0; i-- {
+		c := float64(t.counts[i])
+		if acc+c >= want {
+			if c == 0 {
+				return binLo(i)
+			}
+			f := (want - acc) / c // fraction of this bin above the quantile
+			lo, hi := binLo(i), binHi(i)
+			return hi - f*(hi-lo)
+		}
+		acc += c
+	}
+	return 0
 }
 
 // Count is Tail.Count.
 func (t *tail16) Count() float64 { return float64(t.total) / tail16Unit }
 
 // Score is Tail.Score.
-func (t *tail16) Score(s float64) float64 {
-	return ScoreFromP(pOf(&t.counts, float64(t.total), t.q99, t.beta, s))
+func (t *tail16) Score(s float64) float64 { return ScoreFromP(t.p(s)) }
+
+// p is Tail.P; the counts above s's bin are summed as integers (exact).
+func (t *tail16) p(s float64) float64 {
+	if math.IsNaN(s) || t.total == 0 {
+		return 1
+	}
+	if s > t.q99 {
+		return tailUpper * math.Exp(-(s-t.q99)/t.beta)
+	}
+	i := tailBin(s)
+	var n uint32
+	for _, c := range t.counts[i+1:] {
+		n += uint32(c)
+	}
+	acc := float64(n)
+	lo, hi := binLo(i), binHi(i)
+	if hi > lo {
+		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)
+	}
+	p := acc / float64(t.total)
+	if p < tailUpper {
+		p = tailUpper
+	}
+	return p
 }
