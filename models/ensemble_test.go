@@ -173,3 +173,25 @@ func TestStdEnsembleFitsItsSizeClass(t *testing.T) {
 		t.Errorf("stdEnsemble is %d B, more than the 2,040 B that fit the 2,048-B size class", n)
 	}
 }
+
+// A sensor whose first reading is far from the rest (a transmitter that
+// boots with 0, then reads 101325 Pa ± 0.01) must not lose the resolution
+// of its window to that first reading: no alarms on the normal readings
+// that follow, as with a normal first reading.
+func TestFarFirstReadingKeepsResolution(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 1))
+	xs := make([]float64, 1000)
+	for i := range xs {
+		xs[i] = 101325 + 0.01*rng.NormFloat64()
+	}
+	xs[0] = 0
+	for _, name := range []string{NameMAD, NameSpike, NameEnsemble} {
+		d, _ := New(name)
+		for i, s := range run(d, xs) {
+			if i > 1 && s >= d.Threshold() {
+				t.Errorf("%s: normal reading %d (%v) scored %.2f after a first reading of 0", name, i, xs[i], s)
+				break
+			}
+		}
+	}
+}
