@@ -405,8 +405,9 @@ func (t *tail16) quantile(upper float64) float64 {
 	return 0
 }
 
-// Count is Tail.Count.
-func (t *tail16) Count() float64 { return float64(t.total) / tail16Unit }
+// countAtLeast reports whether Tail.Count would be ≥ n (without a
+// division).
+func (t *tail16) countAtLeast(n float64) bool { return float64(t.total) >= n*tail16Unit }
 
 // Score is Tail.Score.
 func (t *tail16) Score(s float64) float64 { return ScoreFromP(t.p(s)) }
@@ -420,11 +421,21 @@ func (t *tail16) p(s float64) float64 {
 		return tailUpper * math.Exp(-(s-t.q99)/t.beta)
 	}
 	i := tailBin(s)
-	var n uint32
-	for _, c := range t.counts[i+1:] {
-		n += uint32(c)
+	// Four independent sums: the loop is the tail probability's main
+	// cost, and one accumulator serialises it.
+	cs := t.counts[i+1:]
+	var n0, n1, n2, n3 uint32
+	for len(cs) >= 4 {
+		n0 += uint32(cs[0])
+		n1 += uint32(cs[1])
+		n2 += uint32(cs[2])
+		n3 += uint32(cs[3])
+		cs = cs[4:]
 	}
-	acc := float64(n)
+	for _, c := range cs {
+		n0 += uint32(c)
+	}
+	acc := float64(n0 + n1 + n2 + n3)
 	lo, hi := binLo(i), binHi(i)
 	if hi > lo {
 		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)

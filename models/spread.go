@@ -83,7 +83,7 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 	}
 	ratio := d.fast / den
 	s := 0.0
-	if d.tail.Count() >= spreadMinTail {
+	if d.tail.countAtLeast(spreadMinTail) {
 		s = d.tail.Score(ratio)
 	}
 	if s < d.cfg.Threshold {

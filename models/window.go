@@ -24,18 +24,16 @@ type winEntry interface{ ~uint32 | ~uint64 }
 // (negative values: all bits flipped; others: the sign bit set).
 func floatKey(x float32) uint32 {
 	b := math.Float32bits(x)
-	if b&(1<<31) != 0 {
-		return ^b
-	}
-	return b | 1<<31
+	m := uint32(int32(b) >> 31) // all ones for a negative value
+	return b ^ (m | 1<<31)
 }
 
 // keyFloat is the inverse of floatKey.
+// Branch-free: the offsets around the median change sign at random, and a
+// branch here mispredicted in the MAD's merge walk.
 func keyFloat(k uint32) float32 {
-	if k&(1<<31) != 0 {
-		return math.Float32frombits(k &^ (1 << 31))
-	}
-	return math.Float32frombits(^k)
+	m := uint32(int32(k) >> 31) // all ones for a non-negative value
+	return math.Float32frombits(k ^ (^m | 1<<31))
 }
 
 // Bounds of a 24-bit key that decodes to a finite float32 (−MaxFloat32
@@ -132,20 +130,30 @@ func winMAD[E winEntry](a []E, med float64) (dev float64, meanAbs bool) {
 	m := n / 2
 	l, r := m-1, m
 	k := (n + 1) / 2
+	// Each side's next deviation is decoded once, when that side moves.
+	inf := math.Inf(1)
+	dl, dr := inf, inf
+	if l >= 0 {
+		dl = med - entryOffset(a[l])
+	}
+	if r < n {
+		dr = entryOffset(a[r]) - med
+	}
 	for i := 0; i < k; i++ {
-		var dl, dr = math.Inf(1), math.Inf(1)
-		if l >= 0 {
-			dl = med - entryOffset(a[l])
-		}
-		if r < n {
-			dr = entryOffset(a[r]) - med
-		}
 		if dl <= dr {
 			dev = dl
 			l--
+			dl = inf
+			if l >= 0 {
+				dl = med - entryOffset(a[l])
+			}
 		} else {
 			dev = dr
 			r++
+			dr = inf
+			if r < n {
+				dr = entryOffset(a[r]) - med
+			}
 		}
 	}
 	if dev != 0 {
