@@ -340,6 +340,9 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 		_ = db.Close()
 		return nil, err
 	}
+	// The checks above (and bbolt's freelist rebuild) read every page
+	// through the memory map; give those pages back (mapped_linux.go).
+	_ = releaseMapped(db) // an optimisation: a failure changes nothing else
 	return db, nil
 }
 
