@@ -13,12 +13,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/smartmaint/smartmaint/edge/internal/config"
+	"github.com/smartmaint/smartmaint/edge/internal/memlimit"
 	"github.com/smartmaint/smartmaint/shared/testenv"
 	"github.com/smartmaint/smartmaint/shared/wire"
 )
@@ -44,6 +47,11 @@ import (
 // publisher and the ingest endpoint, both small). With
 // FOOTPRINT_HEAPPROFILE=file it writes a heap profile (sampled every 4 KiB)
 // taken under load, for `go tool pprof -sample_index=inuse_space`.
+// FOOTPRINT_MEMORY_LIMIT is the config's memory_limit (default 0, the
+// automatic limit sm-edge run applies; -1 none), so runs with and without
+// it compare the garbage collector's CPU (gc_cpu_%, of all CPU this process
+// used) and the process's CPU per reading (publisher and endpoint
+// included, the same in both).
 //
 //	go test ./edge/internal/agent -run '^$' -bench Footprint -benchtime 1x
 func BenchmarkFootprint(b *testing.B) {
@@ -51,6 +59,21 @@ func BenchmarkFootprint(b *testing.B) {
 	secs := envInt(b, "FOOTPRINT_SECONDS", 30)
 	if testing.Short() {
 		secs = min(secs, 10)
+	}
+	limit := int64(0)
+	if s := os.Getenv("FOOTPRINT_MEMORY_LIMIT"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			b.Fatalf("FOOTPRINT_MEMORY_LIMIT=%q: %v", s, err)
+		}
+		limit = n
+	}
+	prevLimit := debug.SetMemoryLimit(-1)
+	defer debug.SetMemoryLimit(prevLimit)
+	if memlimit.Apply(limit, slog.New(slog.DiscardHandler)) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go memlimit.Run(ctx, slog.New(slog.DiscardHandler))
 	}
 	prevRate := runtime.MemProfileRate
 	runtime.MemProfileRate = 4096
@@ -186,6 +209,11 @@ collector:
 		}
 		defer clients[k].Disconnect(100)
 	}
+	cpu := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/total:cpu-seconds"}}
+	metrics.Read(cpu)
+	gc0 := cpu[0].Value.Float64()
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	start := time.Now()
 	var published atomic.Int64
 	var wg sync.WaitGroup
@@ -228,6 +256,11 @@ collector:
 		time.Sleep(20 * time.Millisecond)
 	}
 	took := time.Since(start)
+	metrics.Read(cpu)
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	procCPU := tvSec(ru1.Utime) + tvSec(ru1.Stime) - tvSec(ru0.Utime) - tvSec(ru0.Stime)
+	gcCPU := cpu[0].Value.Float64() - gc0
 	hwmUnderLoad := procStatus(b)["VmHWM:"]
 	rss := procStatus(b)
 
@@ -258,8 +291,12 @@ collector:
 	b.ReportMetric(float64(rss["RssAnon:"])/(1<<20), "RssAnon_MiB")
 	b.ReportMetric(float64(rss["RssFile:"])/(1<<20), "RssFile_MiB")
 	b.ReportMetric(float64(stub.records.Load())/took.Seconds(), "forwarded/s")
+	b.ReportMetric(100*gcCPU/procCPU, "gc_cpu_%")
+	b.ReportMetric(procCPU/float64(published.Load())*1e6, "cpu_µs/reading")
 	b.ReportMetric(0, "ns/op")
 }
+
+func tvSec(tv syscall.Timeval) float64 { return float64(tv.Sec) + float64(tv.Usec)/1e6 }
 
 // procStatus returns this process's /proc/self/status memory lines in bytes.
 func procStatus(b *testing.B) map[string]int64 {
