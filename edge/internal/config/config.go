@@ -49,7 +49,7 @@ type Config struct {
 	// (runtime/debug.SetMemoryLimit, as GOMEMLIMIT): the garbage collector
 	// runs more often as the heap approaches it instead of letting the heap
 	// grow to twice the live data (GOGC=100). 0 (the default) is automatic
-	// (edge/internal/memlimit): 52 MiB, raised to 1.25× the live heap on a
+	// (edge/internal/memlimit): 64 MiB, raised to 1.5× the live heap on a
 	// site that needs more, at most 90 % of the cgroup's memory.max;
 	// GOMEMLIMIT from the environment replaces it. -1 sets no limit. A
 	// fixed limit below the live heap makes the collector run almost

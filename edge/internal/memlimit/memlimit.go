@@ -6,18 +6,21 @@
 // which is most of sm-edge's memory. With `memory_limit` unset, Run keeps
 // the limit at
 //
-//	max(Floor, live heap × 1.25), and at most 90 % of the cgroup's memory.max
+//	max(Floor, live heap × 1.5), and at most 90 % of the cgroup's memory.max
 //
-// re-evaluated every few seconds. The floor (DefaultFloor) is what a
-// 20,000-sensor site needs to stay within the 64 MiB footprint goal with
-// GC headroom; a smaller site never reaches it (GOGC=100 gives it a heap
-// below the floor), and a bigger one gets the limit raised behind its live
-// heap, so the collector keeps 25 % headroom (like GOGC=25) instead of
-// running continuously. A fixed limit below the live heap would make the
-// collector run back to back until Go's GC CPU limiter caps it at about
-// half the CPU: safe (memory still grows, no crash), but slow; the
-// adaptive limit never gets there by itself. Inside a container or a
-// systemd unit with MemoryMax, the limit stays under 90 % of that, so the
+// re-evaluated every few seconds. A site whose live heap is under half the
+// floor never reaches it (GOGC=100 gives it a smaller heap); above that the
+// collector keeps half the live heap as headroom (like GOGC=50) instead of
+// all of it. Less headroom costs CPU fast, because every reading leaves
+// ~2 KB of garbage (paho's packets, the queue's and the forwarder's
+// batches): at 20,000 sensors and a 57 MB live heap, CPU per reading was
+// 28 µs without a limit, 32 µs at 1.75×, 38 µs at 1.5× and 65 µs at 1.25×
+// (BenchmarkFootprint, edge/internal/agent). A fixed limit below the live
+// heap would make the collector run back to back until Go's GC CPU limiter
+// caps it at about half the CPU: safe (memory still grows past the limit,
+// nothing crashes) but slow; a limit that follows the live heap never gets
+// there by itself, however big the site. Inside a container or a systemd
+// unit with MemoryMax, the limit stays under 90 % of that, so the
 // collector works harder before the kernel's OOM killer would.
 //
 // An explicit limit (`memory_limit: N` bytes) or GOMEMLIMIT in the
@@ -38,16 +41,17 @@ import (
 	"time"
 )
 
-// DefaultFloor is the automatic limit's lowest value: at 20,000 sensors
-// with the default ensemble the live heap is ~45 MB once the scoring state
-// is compact (mapping, scoring state, queue and forwarder included); 52 MiB
-// leaves ~10 MB for garbage between collections, and the process's other
-// resident memory (the binary's pages, the queue file's mapped pages) is
-// ~10–12 MiB, which together stay near the 64 MiB goal.
-const DefaultFloor = 52 << 20
+// DefaultFloor is the automatic limit's lowest value: the issue's 64 MiB
+// footprint goal. The limit counts the Go runtime's memory (heap, stacks,
+// runtime metadata), so a floor well above the runtime's own few MiB also
+// keeps a small site's collector from running too often.
+const DefaultFloor = 64 << 20
 
-// headroomDiv: above the floor the limit is live + live/headroomDiv.
-const headroomDiv = 4
+// headroomNum/headroomDen: above the floor the limit is live × 3/2.
+const (
+	headroomNum = 3
+	headroomDen = 2
+)
 
 // interval is how often the live heap is checked. The limit only needs to
 // follow the number of sensors, which changes slowly.
@@ -64,7 +68,7 @@ const None = -1
 // Target is the automatic limit for a live heap of live bytes, with floor
 // and the cgroup's memory.max (0: none).
 func Target(live, floor, cgroup int64) int64 {
-	want := max(floor, live+live/headroomDiv)
+	want := max(floor, live/headroomDen*headroomNum)
 	if cgroup > 0 {
 		want = min(want, int64(float64(cgroup)*cgroupShare))
 	}
@@ -121,7 +125,7 @@ func Run(ctx context.Context, log *slog.Logger) {
 		if d := want - cur; d > cur/16 || -d > cur/16 {
 			debug.SetMemoryLimit(want)
 			if want > DefaultFloor && !raised {
-				log.Info("live heap above the default memory limit; the limit follows it with 25 % headroom", "live_heap", live, "memory_limit", want)
+				log.Info("live heap above two thirds of the default memory limit; the limit follows it at 1.5x", "live_heap", live, "memory_limit", want)
 			}
 			raised = want > DefaultFloor
 		}

@@ -13,12 +13,12 @@ func TestTarget(t *testing.T) {
 		live, floor, group int64
 		want               int64
 	}{
-		{"small site: the floor", 10 * mib, 52 * mib, 0, 52 * mib},
-		{"just under the floor", 41 * mib, 52 * mib, 0, 52 * mib},
-		{"big site: live plus a quarter", 200 * mib, 52 * mib, 0, 250 * mib},
-		{"cgroup caps it at 90 %", 200 * mib, 52 * mib, 100 * mib, 90 * mib},
-		{"cgroup below the floor", 0, 52 * mib, 32 * mib, 32 * mib * 9 / 10},
-		{"roomy cgroup changes nothing", 10 * mib, 52 * mib, 1 << 30, 52 * mib},
+		{"small site: the floor", 10 * mib, 64 * mib, 0, 64 * mib},
+		{"just under the floor", 42 * mib, 64 * mib, 0, 64 * mib},
+		{"big site: one and a half times live", 200 * mib, 64 * mib, 0, 300 * mib},
+		{"cgroup caps it at 90 %", 200 * mib, 64 * mib, 100 * mib, 90 * mib},
+		{"cgroup below the floor", 0, 64 * mib, 32 * mib, 32 * mib * 9 / 10},
+		{"roomy cgroup changes nothing", 10 * mib, 64 * mib, 1 << 30, 64 * mib},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := Target(c.live, c.floor, c.group); got != c.want {
