@@ -49,7 +49,8 @@
 // # Self-healing
 //
 // Open reads every page of the file once, where a damaged page can be
-// handled (FORMAT.md). A file that bbolt cannot open or that fails this
+// handled (FORMAT.md), then drops those pages from the process's resident
+// memory (they stay in the page cache; see releaseMapped). A file that bbolt cannot open or that fails this
 // check is renamed to "<file>.corrupt-<UTC time>" and kept
 // for inspection, a gap record with reason "queue_corrupt" is queued, and a
 // fresh queue is used. A record whose checksum fails when read is deleted
