@@ -47,8 +47,9 @@ import (
 // publisher and the ingest endpoint, both small). With
 // FOOTPRINT_HEAPPROFILE=file it writes a heap profile (sampled every 4 KiB)
 // taken under load, for `go tool pprof -sample_index=inuse_space`.
-// FOOTPRINT_MEMORY_LIMIT is the config's memory_limit (default 0, the
-// automatic limit sm-edge run applies; -1 none), so runs with and without
+// FOOTPRINT_MEMORY_LIMIT is the config's memory_limit (default 0, what
+// sm-edge run applies: 90 % of a cgroup limit, else none; -1 none; N
+// bytes), so runs with and without
 // it compare the garbage collector's CPU (gc_cpu_%, the runtime's estimate
 // of its share of the process's time) and the process's CPU per reading (publisher and endpoint
 // included, the same in both).
@@ -70,11 +71,7 @@ func BenchmarkFootprint(b *testing.B) {
 	}
 	prevLimit := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(prevLimit)
-	if memlimit.Apply(limit, slog.New(slog.DiscardHandler)) {
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go memlimit.Run(ctx, slog.New(slog.DiscardHandler))
-	}
+	memlimit.Apply(limit, slog.New(slog.DiscardHandler))
 	prevRate := runtime.MemProfileRate
 	runtime.MemProfileRate = 4096
 	defer func() { runtime.MemProfileRate = prevRate }()

@@ -40,12 +40,7 @@ listens on admin.listen (default 127.0.0.1:9470).`,
 				return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d problem(s); run `sm-edge config validate`", file, len(probs))}
 			}
 			logger := newLogger(stdio, cfg.Log)
-			mlog := logger.With("component", "memlimit")
-			if memlimit.Apply(cfg.MemoryLimit, mlog) {
-				mctx, stopLimit := context.WithCancel(ctx)
-				defer stopLimit()
-				go memlimit.Run(mctx, mlog)
-			}
+			memlimit.Apply(cfg.MemoryLimit, logger.With("component", "memlimit"))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mapper, err := agent.NewMapper(cfg, profiles, reg, logger)

@@ -49,12 +49,12 @@ type Config struct {
 	// (runtime/debug.SetMemoryLimit, as GOMEMLIMIT): the garbage collector
 	// runs more often as the heap approaches it instead of letting the heap
 	// grow to twice the live data (GOGC=100). 0 (the default) is automatic
-	// (edge/internal/memlimit): 64 MiB, raised to 1.5× the live heap on a
-	// site that needs more, at most 90 % of the cgroup's memory.max;
-	// GOMEMLIMIT from the environment replaces it. -1 sets no limit. A
-	// fixed limit below the live heap makes the collector run almost
-	// continuously (it takes at most about half the CPU) and memory still
-	// grows past it.
+	// (edge/internal/memlimit): 90 % of the cgroup's memory.max under one
+	// (systemd MemoryMax=, a container limit), none otherwise; GOMEMLIMIT
+	// from the environment replaces it. -1 sets no limit. A limit near the
+	// live heap saves memory for CPU (at 1.5x the live heap backlog ingest
+	// halved); below the live heap the collector runs almost continuously
+	// (it takes at most about half the CPU) and memory still grows past it.
 	MemoryLimit int64          `yaml:"memory_limit"`
 	Admin       admin.Config   `yaml:"admin"`
 	Log         Log            `yaml:"log"`

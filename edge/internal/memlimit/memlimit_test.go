@@ -6,23 +6,20 @@ import (
 	"testing"
 )
 
-func TestTarget(t *testing.T) {
+func TestAuto(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		name               string
-		live, floor, group int64
-		want               int64
+		name   string
+		cgroup int64
+		want   int64
 	}{
-		{"small site: the floor", 10 * mib, 64 * mib, 0, 64 * mib},
-		{"just under the floor", 42 * mib, 64 * mib, 0, 64 * mib},
-		{"big site: one and a half times live", 200 * mib, 64 * mib, 0, 300 * mib},
-		{"cgroup caps it at 90 %", 200 * mib, 64 * mib, 100 * mib, 90 * mib},
-		{"cgroup below the floor", 0, 64 * mib, 32 * mib, 32 * mib * 9 / 10},
-		{"roomy cgroup changes nothing", 10 * mib, 64 * mib, 1 << 30, 64 * mib},
+		{"no cgroup limit: none", 0, 0},
+		{"90 % of memory.max", 100 * mib, 90 * mib},
+		{"a small box", 64 * mib, 64 * mib * 9 / 10},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			if got := Target(c.live, c.floor, c.group); got != c.want {
-				t.Errorf("Target(%d, %d, %d) = %d, want %d", c.live, c.floor, c.group, got, c.want)
+			if got := Auto(c.cgroup); got != c.want {
+				t.Errorf("Auto(%d) = %d, want %d", c.cgroup, got, c.want)
 			}
 		})
 	}
