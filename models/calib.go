@@ -283,3 +283,166 @@ func halfNormalPrior(n int) []float64 {
 	}
 	return out
 }
+
+// tail16 is a Tail with 16-bit counts for the detectors every sensor of
+// the default ensemble holds twice or more (MAD, Spread): 184 bytes
+// instead of 384. Its MinScale is a constant of the detector that owns
+// it, passed to ObserveWeighted rather than stored. Counts are kept in units of 1/tail16Unit observation,
+// so the weights detectors learn with (1 and alarmWeight) are exact.
+// Cap is tail16Cap observations and MinCount 0. A bin that would
+// overflow 16 bits halves the histogram early, as reaching Cap does: only
+// a statistic that puts more than 3,276 observations (a sixth of Cap) in
+// one ±10% bin — a quantised sensor whose z-score is often exactly the
+// same — forgets sooner than Tail would.
+type tail16 struct {
+	counts [tailBins]uint16
+	total  uint32 // sum of counts, in units
+	since  int32
+	// q99 and beta are the fitted tail (see Tail); q90 is only needed to
+	// fit it.
+	q99, beta float64
+}
+
+const (
+	// tail16Unit is the number of count units per observation: 1/20 is
+	// alarmWeight, the smallest weight a detector learns with.
+	tail16Unit = 20
+	// tail16Cap is Tail.Cap of the ensemble's detectors, in observations.
+	tail16Cap = 20000
+)
+
+// newTail16 is NewTail(tail16Cap, minScale, 0, prior) with 16-bit counts.
+func newTail16(minScale float64, prior []float64) tail16 {
+	var t tail16
+	for _, s := range prior {
+		t.add(s, 1)
+	}
+	t.refresh(minScale)
+	return t
+}
+
+func (t *tail16) add(s, w float64) {
+	if math.IsNaN(s) || s < 0 || !(w > 0) {
+		return
+	}
+	var u uint32
+	switch w {
+	case 1:
+		u = tail16Unit
+	case alarmWeight:
+		u = 1
+	default:
+		u = max(uint32(math.Round(min(w, 1)*tail16Unit)), 1)
+	}
+	i := tailBin(s)
+	if uint32(t.counts[i])+u > math.MaxUint16 {
+		t.halve()
+	}
+	t.counts[i] += uint16(u)
+	t.total += u
+	if t.total > tail16Cap*tail16Unit {
+		t.halve()
+	}
+}
+
+// halve forgets half of every count, rounding odd counts to even so that
+// the rounding does not drift the histogram up or down.
+func (t *tail16) halve() {
+	t.total = 0
+	for i, c := range t.counts {
+		h := c / 2
+		if c&1 == 1 && h&1 == 1 {
+			h++
+		}
+		t.counts[i] = h
+		t.total += uint32(h)
+	}
+}
+
+// ObserveWeighted is Tail.ObserveWeighted for a Tail with MinScale
+// minScale; weights above 1 count as 1.
+func (t *tail16) ObserveWeighted(s, w, minScale float64) {
+	t.add(s, w)
+	t.since++
+	if t.since >= tailRefresh {
+		t.refresh(minScale)
+	}
+}
+
+func (t *tail16) refresh(minScale float64) {
+	t.since = 0
+	q90 := t.quantile(0.10)
+	t.q99 = t.quantile(tailUpper)
+	b := (t.q99 - q90) / math.Ln10
+	if m := 0.1 * t.q99; b < m {
+		b = m
+	}
+	if b < minScale {
+		b = minScale
+	}
+	t.beta = b
+}
+
+// quantile is Tail.quantile (counts and total in the same unit).
+func (t *tail16) quantile(upper float64) float64 {
+	if t.total == 0 {
+		return 0
+	}
+	want := upper * float64(t.total)
+	acc := 0.0
+	for i := tailBins - 1; i >= 0; i-- {
+		c := float64(t.counts[i])
+		if acc+c >= want {
+			if c == 0 {
+				return binLo(i)
+			}
+			f := (want - acc) / c // fraction of this bin above the quantile
+			lo, hi := binLo(i), binHi(i)
+			return hi - f*(hi-lo)
+		}
+		acc += c
+	}
+	return 0
+}
+
+// countAtLeast reports whether Tail.Count would be ≥ n (without a
+// division).
+func (t *tail16) countAtLeast(n float64) bool { return float64(t.total) >= n*tail16Unit }
+
+// Score is Tail.Score.
+func (t *tail16) Score(s float64) float64 { return ScoreFromP(t.p(s)) }
+
+// p is Tail.P; the counts above s's bin are summed as integers (exact).
+func (t *tail16) p(s float64) float64 {
+	if math.IsNaN(s) || t.total == 0 {
+		return 1
+	}
+	if s > t.q99 {
+		return tailUpper * math.Exp(-(s-t.q99)/t.beta)
+	}
+	i := tailBin(s)
+	// Four independent sums: the loop is the tail probability's main
+	// cost, and one accumulator serialises it.
+	cs := t.counts[i+1:]
+	var n0, n1, n2, n3 uint32
+	for len(cs) >= 4 {
+		n0 += uint32(cs[0])
+		n1 += uint32(cs[1])
+		n2 += uint32(cs[2])
+		n3 += uint32(cs[3])
+		cs = cs[4:]
+	}
+	for _, c := range cs {
+		n0 += uint32(c)
+	}
+	acc := float64(n0 + n1 + n2 + n3)
+	lo, hi := binLo(i), binHi(i)
+	if hi > lo {
+		acc += float64(t.counts[i]) * (hi - s) / (hi - lo)
+	}
+	p := acc / float64(t.total)
+	if p < tailUpper {
+		p = tailUpper
+	}
+	return p
+}

@@ -40,38 +40,48 @@ func DefaultMADConfig() MADConfig {
 // z-score that outliers inside the window barely move. It costs O(Window)
 // per reading (sorted-window insert/delete and a merge walk for the MAD).
 type MAD struct {
-	cfg MADConfig
-	// sorted is the window in ascending order; slot[i] is the ring
-	// position (arrival order modulo Window) of sorted[i], so the oldest
-	// reading is found by its slot without keeping a second copy of the
-	// window's values: 2 bytes per reading instead of 8.
-	sorted []float64
-	slot   []uint16
-	head   int
-	n      int
-	tail   Tail
+	// window, minTail, clip and thr are the MADConfig in effect (its
+	// Warmup is warm), kept compactly: 20,000 sensors hold two MADs each.
+	window  int32
+	minTail int32
+	clip    float64
+	thr     float64
+	// The window in ascending order (window.go), each reading stored as
+	// an offset from anchor, rounded to 24 bits of a float32 (a 15-bit
+	// mantissa, within 1.5e-5 of the offset): a sensor far from zero
+	// (101325.12 Pa) keeps its resolution, because the offsets of the
+	// readings that set the median and the MAD are small. The anchor
+	// follows the median (reanchor) so they stay small when the signal
+	// drifts. With its ring slot a reading takes 4 bytes, where a float64
+	// and a uint16 slot took 10.
+	win8   []uint32 // Window ≤ 256
+	win16  []uint64 // larger windows
+	anchor float64
+	tail   tail16
 	lastZ  float64
 	// longScale is a slow average of the window's scale while normal: a
 	// floor (a fifth of it) keeps a window that a stuck or dropped-out
 	// sensor filled with one value from making every later reading look
 	// infinitely anomalous.
 	longScale float64
-	// run counts consecutive alarms; after Window of them the change is
-	// accepted and readings enter the window unclipped, so the detector
-	// can never lock itself into alarming.
-	run int
-	// same counts exact repeats of the previous input; past maxRepeats
-	// they are scored but not learnt (a stuck sensor is the stuck
-	// detector's business and must not collapse the window's spread).
-	same int
-	prev float64
+	prev      float64
 	// scale caches the robust scale between refreshes.
 	scale float64
-	tick  int
+	head  int32
+	// run counts consecutive alarms (saturating); after Window of them the
+	// change is accepted and readings enter the window unclipped, so the
+	// detector can never lock itself into alarming.
+	run int32
+	// same counts exact repeats of the previous input (saturating); past
+	// maxRepeats they are scored but not learnt (a stuck sensor is the
+	// stuck detector's business and must not collapse the window's
+	// spread).
+	same int32
+	tick int32
 	// warm is the effective warm-up (see MADConfig.Warmup).
-	warm int
+	warm int32
 	// learnt counts z-scores seen after the warm-up, up to MinTail.
-	learnt int
+	learnt int32
 }
 
 // calibScore is the score a z must reach to be reported while the detector
@@ -86,6 +96,17 @@ const maxRepeats = 8
 
 // NewMAD returns a MAD detector.
 func NewMAD(cfg MADConfig) *MAD {
+	d := new(MAD)
+	d.init(cfg, nil)
+	return d
+}
+
+// slot8Max is the largest window whose ring positions fit a byte.
+const slot8Max = 1 << 8
+
+// init sets up d in place (the ensemble holds its MADs by value). The
+// window is kept in win8 if it can hold it, else allocated.
+func (d *MAD) init(cfg MADConfig, win8 []uint32) {
 	if cfg.Window < 8 {
 		cfg.Window = 8
 	}
@@ -97,17 +118,33 @@ func NewMAD(cfg MADConfig) *MAD {
 		warm = DefaultWarmup
 	}
 	warm = min(max(warm, 8), cfg.Window)
-	return &MAD{
-		cfg:    cfg,
-		warm:   warm,
-		sorted: make([]float64, 0, cfg.Window),
-		slot:   make([]uint16, 0, cfg.Window),
-		tail:   NewTail(20000, 0.1, 0, halfNormalPrior(50)),
+	*d = MAD{
+		window:  int32(cfg.Window),
+		minTail: int32(min(max(cfg.MinTail, 0), math.MaxInt32)),
+		clip:    cfg.Clip,
+		thr:     cfg.Threshold,
+		warm:    int32(warm),
+		tail:    madPrior,
+	}
+	switch {
+	case cfg.Window > slot8Max:
+		d.win16 = make([]uint64, 0, cfg.Window)
+	case cap(win8) >= cfg.Window:
+		d.win8 = win8[:0:cfg.Window]
+	default:
+		d.win8 = make([]uint32, 0, cfg.Window)
 	}
 }
 
+// madPrior is the calibration every MAD starts from: the normal prior of
+// a |z-score| (a constant, copied by value into each detector).
+var madPrior = newTail16(madMinScale, halfNormalPrior(50))
+
+// madMinScale is the MinScale of a MAD's calibration (in units of z).
+const madMinScale = 0.1
+
 // Threshold implements Detector.
-func (d *MAD) Threshold() float64 { return d.cfg.Threshold }
+func (d *MAD) Threshold() float64 { return d.thr }
 
 // Z returns the signed robust z-score of the last reading.
 func (d *MAD) Z() float64 { return d.lastZ }
@@ -119,56 +156,68 @@ const madRefresh = 4
 
 // medianScale returns the window's median and robust scale.
 func (d *MAD) medianScale() (med, scale float64) {
-	s := d.sorted
-	n := len(s)
-	m := n / 2
-	if n%2 == 1 {
-		med = s[m]
+	if d.win16 != nil {
+		med = winMedian(d.win16)
 	} else {
-		med = (s[m-1] + s[m]) / 2
+		med = winMedian(d.win8)
 	}
 	d.tick++
 	if d.scale > 0 && d.tick < madRefresh {
-		return med, d.scale
+		return d.anchor + med, d.scale
 	}
 	d.tick = 0
-	defer func() { d.scale = scale }()
-	// The absolute deviations form two sorted runs walking out from the
-	// median; the MAD is the k-th smallest of their merge.
-	l, r := m-1, m
-	k := (n + 1) / 2
 	var dev float64
-	for i := 0; i < k; i++ {
-		var dl, dr = math.Inf(1), math.Inf(1)
-		if l >= 0 {
-			dl = med - s[l]
-		}
-		if r < n {
-			dr = s[r] - med
-		}
-		if dl <= dr {
-			dev = dl
-			l--
-		} else {
-			dev = dr
-			r++
-		}
+	var meanAbs bool
+	if d.win16 != nil {
+		dev, meanAbs = winMAD(d.win16, med)
+	} else {
+		dev, meanAbs = winMAD(d.win8, med)
 	}
 	scale = 1.4826 * dev
-	if scale == 0 {
-		// Quantised window with more than half the values equal: fall back
-		// to the mean absolute deviation (×1.2533, its ratio to σ for a
-		// normal distribution).
-		sum := 0.0
-		for _, x := range s {
-			sum += math.Abs(x - med)
-		}
-		scale = 1.2533 * sum / float64(n)
+	if meanAbs {
+		// Quantised window with more than half the values equal: the mean
+		// absolute deviation (×1.2533, its ratio to σ for a normal
+		// distribution).
+		scale = 1.2533 * dev
 	}
-	if f := scaleFloor(med); scale < f {
+	abs := d.anchor + med
+	if f := scaleFloor(abs); scale < f {
 		scale = f
 	}
-	return med, scale
+	d.scale = scale
+	if math.Abs(med) > reanchorScales*scale {
+		d.reanchor(abs)
+	}
+	return abs, scale
+}
+
+// reanchorScales is how far (in robust scales) the median may move from
+// the anchor before the window is re-stored relative to it: a stored
+// offset of 16 scales still resolves 1/4,000 of a scale (and the readings
+// near the median far better), and a drifting signal re-stores its
+// window only every 16 scales of drift.
+const reanchorScales = 16
+
+// reanchor re-stores the window as offsets from a.
+func (d *MAD) reanchor(a float64) {
+	if d.win16 != nil {
+		winShift(d.win16, d.anchor, a)
+	} else {
+		winShift(d.win8, d.anchor, a)
+	}
+	d.anchor = a
+}
+
+// offset32 is v − a as a float32, clamped to the float32 range: a finite
+// reading too far away to store (1e300) is an extreme either way.
+func offset32(v, a float64) float32 {
+	x := v - a
+	if x > math.MaxFloat32 {
+		x = math.MaxFloat32
+	} else if x < -math.MaxFloat32 {
+		x = -math.MaxFloat32
+	}
+	return float32(x)
 }
 
 // maxWindow is the largest window a slot index (uint16) can address; it
@@ -176,45 +225,25 @@ func (d *MAD) medianScale() (med, scale float64) {
 const maxWindow = 1 << 16
 
 // insert adds v to the window, dropping the oldest reading when it is
-// full. Equal values are interchangeable in the sorted window, so which
-// of several equal ones carries the oldest slot does not matter.
+// full.
 func (d *MAD) insert(v float64) {
-	if d.n == d.cfg.Window {
-		h := uint16(d.head)
-		i := 0
-		for d.slot[i] != h {
-			i++
-		}
-		copy(d.sorted[i:], d.sorted[i+1:])
-		copy(d.slot[i:], d.slot[i+1:])
-		d.sorted = d.sorted[:len(d.sorted)-1]
-		d.slot = d.slot[:len(d.slot)-1]
-	} else {
-		d.n++
+	if d.len() == 0 {
+		d.anchor = v
 	}
-	i := searchFloat(d.sorted, v)
-	d.sorted = d.sorted[:len(d.sorted)+1]
-	copy(d.sorted[i+1:], d.sorted[i:])
-	d.sorted[i] = v
-	d.slot = d.slot[:len(d.slot)+1]
-	copy(d.slot[i+1:], d.slot[i:])
-	d.slot[i] = uint16(d.head)
-	d.head = (d.head + 1) % d.cfg.Window
+	x := offset32(v, d.anchor)
+	if d.win16 != nil {
+		d.win16 = winInsert(d.win16, int(d.window), int(d.head), x)
+	} else {
+		d.win8 = winInsert(d.win8, int(d.window), int(d.head), x)
+	}
+	d.head++
+	if d.head == d.window {
+		d.head = 0
+	}
 }
 
-// searchFloat is sort.SearchFloat64s without the closure.
-func searchFloat(a []float64, x float64) int {
-	lo, hi := 0, len(a)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if a[m] < x {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
-}
+// len is the number of readings in the window.
+func (d *MAD) len() int { return len(d.win8) + len(d.win16) }
 
 // Update implements Detector.
 func (d *MAD) Update(_ int64, v float64) float64 {
@@ -222,11 +251,11 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 		return 0
 	}
 	if v == d.prev {
-		d.same++
+		d.same = min(d.same+1, math.MaxInt32-1)
 	} else {
 		d.same, d.prev = 0, v
 	}
-	if d.n < d.warm {
+	if d.len() < int(d.warm) {
 		d.insert(v)
 		return 0
 	}
@@ -239,7 +268,7 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 	az := math.Abs(z)
 	s := d.tail.Score(az)
 	out := s
-	calibrating := d.learnt < d.cfg.MinTail
+	calibrating := d.learnt < d.minTail
 	if calibrating {
 		// Calibrating: learn as usual (an outlier is learnt at
 		// alarmWeight and clipped), but report only the near-certain.
@@ -248,25 +277,25 @@ func (d *MAD) Update(_ int64, v float64) float64 {
 			out = 0
 		}
 	}
-	if s >= d.cfg.Threshold {
-		d.run++
-		if d.run < d.cfg.Window {
-			c := d.cfg.Clip * scale
+	if s >= d.thr {
+		d.run = min(d.run+1, math.MaxInt32-1)
+		if d.run < d.window {
+			c := d.clip * scale
 			v = math.Max(med-c, math.Min(med+c, v))
 		}
-		d.tail.ObserveWeighted(az, alarmWeight)
+		d.tail.ObserveWeighted(az, alarmWeight, madMinScale)
 	} else if d.same > maxRepeats {
 		d.run = 0
 		return out
 	} else {
 		d.run = 0
-		w := learnWeight(s, d.cfg.Threshold)
+		w := learnWeight(s, d.thr)
 		if calibrating {
 			// While calibrating, the grey zone is learnt in full: the
 			// prior's tail is the guess being corrected.
 			w = 1
 		}
-		d.tail.ObserveWeighted(az, w)
+		d.tail.ObserveWeighted(az, w, madMinScale)
 		if d.longScale == 0 {
 			d.longScale = scale
 		} else {
@@ -294,9 +323,14 @@ const diffRef = 3
 // readings are seen the reference is the median of those there are.
 type Diff struct {
 	inner Detector
-	ring  [diffRef]float64
-	n     int
-	head  int
+	ref   diffRef3
+}
+
+// diffRef3 holds the last diffRef readings of a Diff.
+type diffRef3 struct {
+	ring [diffRef]float64
+	n    int32
+	head int32
 }
 
 // NewDiff wraps inner.
@@ -311,22 +345,27 @@ func (d *Diff) Update(t int64, v float64) float64 {
 		return 0
 	}
 	s := 0.0
-	if d.n > 0 {
-		s = d.inner.Update(t, v-d.ref())
+	if d.ref.n > 0 {
+		s = d.inner.Update(t, v-d.ref.median())
 	}
+	d.ref.push(v)
+	return s
+}
+
+// push adds reading v, dropping the oldest of diffRef.
+func (d *diffRef3) push(v float64) {
 	d.ring[d.head] = v
 	d.head = (d.head + 1) % diffRef
 	if d.n < diffRef {
 		d.n++
 	}
-	return s
 }
 
-// ref returns the median of the last n readings (insertion sort of a copy
-// on the stack: no allocation).
-func (d *Diff) ref() float64 {
+// median returns the median of the last n readings (insertion sort of a
+// copy on the stack: no allocation).
+func (d *diffRef3) median() float64 {
 	var a [diffRef]float64
-	n := d.n
+	n := int(d.n)
 	copy(a[:n], d.ring[:n])
 	for i := 1; i < n; i++ {
 		for j := i; j > 0 && a[j] < a[j-1]; j-- {

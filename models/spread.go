@@ -27,7 +27,7 @@ type Spread struct {
 	n          int
 	prev       float64
 	fast, slow float64
-	tail       Tail
+	tail       tail16
 }
 
 // spreadMinTail is how many ratios the spread detector's Tail must have
@@ -37,9 +37,19 @@ type Spread struct {
 // estimated from a hundred values.
 const spreadMinTail = 600
 
+// spreadMinScale is the MinScale of the spread detector's calibration (in
+// units of the variance ratio).
+const spreadMinScale = 0.3
+
 // NewSpread returns a Spread detector.
 func NewSpread(cfg SpreadConfig) *Spread {
-	return &Spread{cfg: cfg, tail: NewTail(20000, 0.3, 0, nil)}
+	d := spreadOf(cfg)
+	return &d
+}
+
+// spreadOf returns a Spread by value (the ensemble holds it so).
+func spreadOf(cfg SpreadConfig) Spread {
+	return Spread{cfg: cfg, tail: newTail16(spreadMinScale, nil)}
 }
 
 // Threshold implements Detector.
@@ -73,15 +83,15 @@ func (d *Spread) Update(_ int64, v float64) float64 {
 	}
 	ratio := d.fast / den
 	s := 0.0
-	if d.tail.Count() >= spreadMinTail {
+	if d.tail.countAtLeast(spreadMinTail) {
 		s = d.tail.Score(ratio)
 	}
 	if s < d.cfg.Threshold {
-		d.tail.ObserveWeighted(ratio, learnWeight(s, d.cfg.Threshold))
+		d.tail.ObserveWeighted(ratio, learnWeight(s, d.cfg.Threshold), spreadMinScale)
 		d.slow += d.cfg.Slow * (q - d.slow)
 	} else {
 		d.slow += d.cfg.Slow * 0.05 * (q - d.slow)
-		d.tail.ObserveWeighted(ratio, alarmWeight)
+		d.tail.ObserveWeighted(ratio, alarmWeight, spreadMinScale)
 	}
 	return s
 }

@@ -30,53 +30,68 @@ func DefaultStuckConfig() StuckConfig {
 // until it has seen DefaultWarmup consecutive pairs: p0 of a few pairs says
 // nothing about how often the sensor repeats.
 type Stuck struct {
-	cfg     StuckConfig
+	// minRun, eps and thr are the StuckConfig in effect, kept compactly
+	// (every sensor of the default ensemble holds one).
+	minRun int32
+	run    int32
+	eps    float64
+	thr    float64
+	// prev is the previous reading, NaN before the first (a NaN reading
+	// is never stored).
 	prev    float64
-	have    bool
-	run     int
 	repeats float64
 	total   float64
 }
 
 // NewStuck returns a Stuck detector.
 func NewStuck(cfg StuckConfig) *Stuck {
-	if cfg.MinRun < 1 {
-		cfg.MinRun = 1
+	d := stuckOf(cfg)
+	return &d
+}
+
+// stuckOf returns a Stuck by value (the ensemble holds it so).
+func stuckOf(cfg StuckConfig) Stuck {
+	return Stuck{
+		// A run longer than MaxInt32 readings (68 years at 1 Hz) is
+		// never reached.
+		minRun: int32(min(max(cfg.MinRun, 1), math.MaxInt32)),
+		eps:    cfg.Eps,
+		thr:    cfg.Threshold,
+		prev:   math.NaN(),
 	}
-	return &Stuck{cfg: cfg}
 }
 
 // Threshold implements Detector.
-func (d *Stuck) Threshold() float64 { return d.cfg.Threshold }
+func (d *Stuck) Threshold() float64 { return d.thr }
 
 // Run is the number of consecutive repeats of the current value.
-func (d *Stuck) Run() int { return d.run }
+func (d *Stuck) Run() int { return int(d.run) }
 
 // Update implements Detector.
 func (d *Stuck) Update(_ int64, v float64) float64 {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		return 0
 	}
-	if !d.have {
-		d.prev, d.have = v, true
+	if math.IsNaN(d.prev) {
+		d.prev = v
 		return 0
 	}
-	same := math.Abs(v-d.prev) <= d.cfg.Eps
+	same := math.Abs(v-d.prev) <= d.eps
 	d.prev = v
 	if !same {
 		d.run = 0
 		d.learn(0)
 		return 0
 	}
-	d.run++
+	d.run = min(d.run+1, math.MaxInt32-1) // saturating: 68 years at 1 Hz
 	// Laplace prior: one repeat and one change in two pseudo-readings, plus
 	// a floor so a sensor never seen repeating still needs several repeats.
 	p0 := (d.repeats + 1) / (d.total + 2)
 	s := 0.0
-	if d.run >= d.cfg.MinRun && d.total >= DefaultWarmup {
+	if d.run >= d.minRun && d.total >= DefaultWarmup {
 		s = ScoreFromP(math.Pow(p0, float64(d.run)))
 	}
-	if s < d.cfg.Threshold {
+	if s < d.thr {
 		d.learn(1)
 	}
 	return s

@@ -15,8 +15,11 @@
 // of the backlog-drain stage (default 5,000,000, quick 100,000); BENCH_OUT
 // names a file that receives the table as well; BENCH_MICRO=0 skips the
 // micro benchmarks; BENCH_BIN names a directory holding other sm-edge and
-// sm-collector builds (unstripped ones for perf). The end-to-end stage
-// logs a per-second trace (published, committed, forwarded, queued, the
-// collector's database time) with -v. Method and the latest table are in
+// sm-collector builds (unstripped ones for perf). BENCH_OVERLOAD sets the
+// factor of the sustained rate that the collector-overload stage offers
+// (default 2), BENCH_OVERLOAD_FOR for how long (default 30s). Stages are
+// subtests: -run 'TestBench/collector-overload' runs one alone. The
+// end-to-end stage logs a per-second trace (published, committed,
+// forwarded, queued, the collector's database time) with -v. Method and the latest table are in
 // BENCHMARKS.md at the repository root.
 package bench

@@ -49,7 +49,8 @@
 // # Self-healing
 //
 // Open reads every page of the file once, where a damaged page can be
-// handled (FORMAT.md). A file that bbolt cannot open or that fails this
+// handled (FORMAT.md), then drops those pages from the process's resident
+// memory (they stay in the page cache; see releaseMapped). A file that bbolt cannot open or that fails this
 // check is renamed to "<file>.corrupt-<UTC time>" and kept
 // for inspection, a gap record with reason "queue_corrupt" is queued, and a
 // fresh queue is used. A record whose checksum fails when read is deleted
@@ -340,6 +341,9 @@ func openChecked(path, check string, readOnly bool) (db *bolt.DB, err error) {
 		_ = db.Close()
 		return nil, err
 	}
+	// The checks above (and bbolt's freelist rebuild) read every page
+	// through the memory map; give those pages back (mapped_linux.go).
+	_ = releaseMapped(db) // an optimisation: a failure changes nothing else
 	return db, nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/smartmaint/smartmaint/edge/internal/agent"
 	"github.com/smartmaint/smartmaint/edge/internal/config"
+	"github.com/smartmaint/smartmaint/edge/internal/memlimit"
 	"github.com/smartmaint/smartmaint/shared/version"
 )
 
@@ -40,10 +40,7 @@ listens on admin.listen (default 127.0.0.1:9470).`,
 				return &ExitError{Code: 1, Err: fmt.Errorf("%s: %d problem(s); run `sm-edge config validate`", file, len(probs))}
 			}
 			logger := newLogger(stdio, cfg.Log)
-			if cfg.MemoryLimit > 0 {
-				debug.SetMemoryLimit(cfg.MemoryLimit)
-				logger.Info("soft memory limit set", "memory_limit", cfg.MemoryLimit)
-			}
+			memlimit.Apply(cfg.MemoryLimit, logger.With("component", "memlimit"))
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			mapper, err := agent.NewMapper(cfg, profiles, reg, logger)

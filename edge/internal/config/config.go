@@ -48,12 +48,13 @@ type Config struct {
 	// MemoryLimit is a soft limit on the Go runtime's memory, in bytes
 	// (runtime/debug.SetMemoryLimit, as GOMEMLIMIT): the garbage collector
 	// runs more often as the heap approaches it instead of letting the heap
-	// grow to twice the live data (GOGC=100). 0 (the default) sets none,
-	// and GOMEMLIMIT from the environment, if any, applies. Set it to
-	// about 1.5× the live heap the agent needs (most of it is scoring
-	// state, ~4.5 KB per sensor with the default ensemble); below the live
-	// heap the collector runs almost continuously (it takes at most half
-	// the CPU) and memory still grows past the limit.
+	// grow to twice the live data (GOGC=100). 0 (the default) is automatic
+	// (edge/internal/memlimit): 90 % of the cgroup's memory.max under one
+	// (systemd MemoryMax=, a container limit), none otherwise; GOMEMLIMIT
+	// from the environment replaces it. -1 sets no limit. A limit near the
+	// live heap saves memory for CPU (at 1.5x the live heap backlog ingest
+	// halved); below the live heap the collector runs almost continuously
+	// (it takes at most about half the CPU) and memory still grows past it.
 	MemoryLimit int64          `yaml:"memory_limit"`
 	Admin       admin.Config   `yaml:"admin"`
 	Log         Log            `yaml:"log"`
@@ -118,8 +119,8 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		add("data_dir", "required")
 	}
-	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
-		add("memory_limit", "must be 0 (none) or at least %d bytes (16 MiB); it is in bytes (got %d)", minMemoryLimit, c.MemoryLimit)
+	if c.MemoryLimit != 0 && c.MemoryLimit != -1 && c.MemoryLimit < minMemoryLimit {
+		add("memory_limit", "must be 0 (automatic), -1 (none) or at least %d bytes (16 MiB); it is in bytes (got %d)", minMemoryLimit, c.MemoryLimit)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -53,7 +53,8 @@ type Profile struct {
 }
 
 // Profiles looks sensor profiles up. It is called once per sensor (and
-// again after a model swap) and must be safe for concurrent use.
+// again after a model swap), and for the asset name of each event, so it
+// must be safe for concurrent use.
 type Profiles interface {
 	Lookup(sensor string) (Profile, bool)
 }
@@ -197,16 +198,19 @@ type batchBuf struct {
 	es []wire.Event
 }
 
+// sensorState is kept for every sensor (tens of thousands on a big site),
+// so it holds no more than scoring needs; the asset name, needed only for
+// events, is looked up when one is raised or cleared. 88 bytes (the 96-byte
+// size class) besides the detector.
 type sensorState struct {
 	set      *ModelSet
 	det      models.Detector
 	model    *models.Built
 	limits   *models.Limits
-	limLevel models.Level
-	asset    string
 	grp      *assetState
-	col      int
 	anomaly  tracker
+	col      int32
+	limLevel models.Level
 }
 
 type assetState struct {
@@ -320,23 +324,33 @@ func (s *Stage) state(set *ModelSet, sensor string) *sensorState {
 	st = &sensorState{set: set}
 	if s.profiles != nil {
 		if p, ok := s.profiles.Lookup(sensor); ok {
-			st.asset = p.Asset
 			if !p.Limits.Empty() && p.Limits.Validate() == nil {
 				st.limits = models.NewLimits(p.Limits)
 			}
 		}
 	}
 	if g, ok := set.groupOf[sensor]; ok {
-		st.grp, st.col = s.assetState(set, g.group), g.col
-		if st.asset == "" {
-			st.asset = st.grp.group.Name
-		}
+		st.grp, st.col = s.assetState(set, g.group), int32(g.col)
 	} else {
 		st.model = set.sensorModel(sensor)
 		st.det = st.model.NewSensor()
 	}
 	s.sensors[sensor] = st
 	return st
+}
+
+// assetOf is the asset an event of the sensor belongs to: its profile's
+// asset, else the name of its asset group.
+func (s *Stage) assetOf(st *sensorState, sensor string) string {
+	if s.profiles != nil {
+		if p, ok := s.profiles.Lookup(sensor); ok && p.Asset != "" {
+			return p.Asset
+		}
+	}
+	if st.grp != nil {
+		return st.grp.group.Name
+	}
+	return ""
 }
 
 func (s *Stage) assetState(set *ModelSet, g int) *assetState {
@@ -408,7 +422,7 @@ func (s *Stage) score(set *ModelSet, b *batchBuf, i int) {
 	sc := st.det.Update(r.Time, v)
 	s.apply(r, sc, st.model.Threshold, st.model.Ref)
 	if ev, ok := st.anomaly.update(&s.evcfg, r.Time, sc, st.model.Threshold, v); ok {
-		ev.Sensor, ev.Asset, ev.Rule, ev.Model = r.Sensor, st.asset, st.model.Kind, st.model.Ref
+		ev.Sensor, ev.Asset, ev.Rule, ev.Model = r.Sensor, s.assetOf(st, r.Sensor), st.model.Kind, st.model.Ref
 		b.es = append(b.es, ev)
 	}
 }
@@ -441,8 +455,8 @@ func (s *Stage) scoreGrouped(st *sensorState, b *batchBuf, i int, usable bool) {
 	}
 	g.seen[st.col] = true
 	g.nseen++
-	g.last = st.col
-	g.pend = append(g.pend, pending{i, st.col})
+	g.last = int(st.col)
+	g.pend = append(g.pend, pending{i, int(st.col)})
 	if g.nseen == len(g.seen) {
 		s.flushRow(g, b)
 	}
@@ -493,7 +507,7 @@ func (s *Stage) limitEvent(st *sensorState, r *wire.Reading, lv models.Level, st
 		score = 1
 	}
 	return wire.Event{
-		Sensor: r.Sensor, Asset: st.asset, Kind: wire.EventLimit, State: state, Severity: sev,
+		Sensor: r.Sensor, Asset: s.assetOf(st, r.Sensor), Kind: wire.EventLimit, State: state, Severity: sev,
 		Rule: lv.String(), Time: r.Time, WindowStart: r.Time, WindowEnd: r.Time,
 		Value: r.Value, Score: score, Threshold: st.limits.LimitOf(lv),
 	}
@@ -501,11 +515,18 @@ func (s *Stage) limitEvent(st *sensorState, r *wire.Reading, lv models.Level, st
 
 // tracker turns a score stream into raise/clear events.
 type tracker struct {
-	active      bool
-	runN        int
 	runSince    int64
 	peak        float64
 	windowStart int64
+	runN        int32 // saturates; compared with counts of a few readings
+	active      bool
+}
+
+// count extends the current run.
+func (k *tracker) count() {
+	if k.runN < math.MaxInt32 {
+		k.runN++
+	}
 }
 
 func (k *tracker) update(cfg *EventConfig, t int64, sc, thr, value float64) (wire.Event, bool) {
@@ -517,9 +538,9 @@ func (k *tracker) update(cfg *EventConfig, t int64, sc, thr, value float64) (wir
 		if k.runN == 0 {
 			k.runSince, k.peak = t, 0
 		}
-		k.runN++
+		k.count()
 		k.peak = math.Max(k.peak, sc)
-		if (cfg.Immediate > 0 && sc >= cfg.Immediate) || (k.runN >= cfg.MinReadings && t-k.runSince >= cfg.MinDuration) {
+		if (cfg.Immediate > 0 && sc >= cfg.Immediate) || (int(k.runN) >= cfg.MinReadings && t-k.runSince >= cfg.MinDuration) {
 			k.active, k.windowStart, k.runN = true, k.runSince, 0
 			return k.event(wire.EventRaised, t, value, thr), true
 		}
@@ -533,8 +554,8 @@ func (k *tracker) update(cfg *EventConfig, t int64, sc, thr, value float64) (wir
 	if k.runN == 0 {
 		k.runSince = t
 	}
-	k.runN++
-	if k.runN >= cfg.ClearReadings && t-k.runSince >= cfg.ClearDuration {
+	k.count()
+	if int(k.runN) >= cfg.ClearReadings && t-k.runSince >= cfg.ClearDuration {
 		ev := k.event(wire.EventCleared, t, value, thr)
 		k.active, k.runN = false, 0
 		return ev, true

@@ -87,11 +87,20 @@ type sensorEntry struct {
 	last    atomic.Int64
 }
 
+// route is the cached outcome of matching one topic. There is one per
+// topic (tens of thousands on a big site), so it holds only what mapping a
+// message needs: a topic whose sensor id does not depend on the payload
+// resolves to its sensor once; only item routes keep the captured topic
+// segments to build ids from item names later.
 type route struct {
 	sub    *compiledSub
-	vars   []string
-	sensor *sensorEntry            // when the id does not depend on the item
-	items  map[string]*sensorEntry // by item name; guarded by Mapper.mu
+	sensor *sensorEntry // when the id does not depend on the item
+	items  *itemRoute   // when it does
+}
+
+type itemRoute struct {
+	vars  []string
+	items map[string]*sensorEntry // by item name; guarded by Mapper.mu
 }
 
 // Mapper maps messages to readings. It is safe for concurrent use.
@@ -440,11 +449,11 @@ func (m *Mapper) route(topic string) *route {
 		// message buffers (topic strings are per message).
 		topic = strings.Clone(topic)
 		vars, _ = s.pat.Match(topic, vars[:0])
-		r = &route{sub: s, vars: vars}
+		r = &route{sub: s}
 		if !s.usesItem {
-			r.sensor = m.entry(r, m.buildID(s, vars, ""), "")
+			r.sensor = m.entry(s, vars, sharedID(topic, m.buildID(s, vars, "")), "")
 		} else {
-			r.items = map[string]*sensorEntry{}
+			r.items = &itemRoute{vars: vars, items: map[string]*sensorEntry{}}
 		}
 		m.mu.Lock()
 		if old := m.routes[topic]; old != nil {
@@ -460,19 +469,20 @@ func (m *Mapper) route(topic string) *route {
 
 // itemEntry returns the sensor of an item name under route r.
 func (m *Mapper) itemEntry(r *route, name []byte) *sensorEntry {
+	it := r.items
 	m.mu.RLock()
-	e := r.items[string(name)]
+	e := it.items[string(name)]
 	m.mu.RUnlock()
 	if e != nil {
 		return e
 	}
 	n := string(name)
-	e = m.entry(r, m.buildID(r.sub, r.vars, n), n)
+	e = m.entry(r.sub, it.vars, m.buildID(r.sub, it.vars, n), n)
 	m.mu.Lock()
-	if old := r.items[n]; old != nil {
+	if old := it.items[n]; old != nil {
 		e = old
-	} else if len(r.items) < maxRoutes {
-		r.items[n] = e
+	} else if len(it.items) < maxRoutes {
+		it.items[n] = e
 	}
 	m.mu.Unlock()
 	return e
@@ -517,15 +527,27 @@ func (m *Mapper) buildID(s *compiledSub, vars []string, item string) string {
 	return b.String()
 }
 
-// entry returns the shared sensor entry for id, resolving its profile.
-func (m *Mapper) entry(r *route, id, item string) *sensorEntry {
+// sharedID returns id as a substring of topic when topic contains it (the
+// default template joins the segments with '/', so the id is usually the
+// topic's tail), so that the id costs no memory of its own beyond the
+// cached topic.
+func sharedID(topic, id string) string {
+	if i := strings.Index(topic, id); i >= 0 {
+		return topic[i : i+len(id)]
+	}
+	return id
+}
+
+// entry returns the shared sensor entry for id, resolving its profile
+// (vars are the topic segments the route captured).
+func (m *Mapper) entry(sub *compiledSub, vars []string, id, item string) *sensorEntry {
 	m.mu.RLock()
 	e := m.sensors[id]
 	m.mu.RUnlock()
 	if e != nil {
 		return e
 	}
-	e = &sensorEntry{id: id, profile: m.resolve(r, id, item)}
+	e = &sensorEntry{id: id, profile: m.resolve(sub, vars, id, item)}
 	m.mu.Lock()
 	if old := m.sensors[id]; old != nil {
 		e = old
@@ -539,22 +561,22 @@ func (m *Mapper) entry(r *route, id, item string) *sensorEntry {
 // resolve picks the profile of a sensor: the override's profile, else the
 // first matching rule, else the subscription's default; then applies the
 // override's fields.
-func (m *Mapper) resolve(r *route, id, item string) *Profile {
+func (m *Mapper) resolve(sub *compiledSub, vars []string, id, item string) *Profile {
 	var base *Profile
 	o, hasOverride := m.overrides[id]
 	if hasOverride && o.Profile != "" {
 		base = m.profiles[o.Profile]
 	}
 	if base == nil {
-		for _, rule := range r.sub.rules {
+		for _, rule := range sub.rules {
 			var subject string
 			switch {
 			case rule.varIdx == -2:
 				subject = id
 			case rule.varIdx == -1:
 				subject = item
-			case rule.varIdx < len(r.vars):
-				subject = r.vars[rule.varIdx]
+			case rule.varIdx < len(vars):
+				subject = vars[rule.varIdx]
 			}
 			if rule.glob.MatchString(subject) {
 				base = rule.profile
@@ -563,7 +585,7 @@ func (m *Mapper) resolve(r *route, id, item string) *Profile {
 		}
 	}
 	if base == nil {
-		base = r.sub.def
+		base = sub.def
 	}
 	if base == nil {
 		return nil

@@ -197,6 +197,9 @@ func New(opts Options) (*Subscriber, error) {
 	if tlsConf != nil {
 		mo.SetTLSConfig(tlsConf)
 	}
+	if useBufferedConn(c.URL) {
+		mo.SetCustomOpenConnectionFn(openBuffered)
+	}
 	if c.Username != "" {
 		mo.SetUsername(c.Username)
 		mo.SetPassword(password)
