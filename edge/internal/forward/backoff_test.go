@@ -157,14 +157,14 @@ func TestBackoffAndRetryAfter(t *testing.T) {
 				t.Errorf("wait %d = %s, want in [%s, %s] (%s)", i, gaps[i], lo, hi, why)
 			}
 		}
-		within(0, 7*time.Second, 7*time.Second, "Retry-After: 7")
-		within(1, 29*time.Second, 30*time.Second, "Retry-After as an HTTP date 30s ahead (second resolution)")
+		within(0, 7*time.Second, 8750*time.Millisecond, "Retry-After: 7, spread by up to a quarter")
+		within(1, 29*time.Second, 37500*time.Millisecond, "Retry-After as an HTTP date 30s ahead (second resolution), spread")
 		within(2, 2*time.Second, 4*time.Second, "third failure: backoff 4s with equal jitter")
 		within(3, 2500*time.Millisecond, 5*time.Second, "network error: backoff capped at 5s")
 		within(4, 2500*time.Millisecond, 5*time.Second, "capped")
 		within(5, 2500*time.Millisecond, 5*time.Second, "capped")
 		within(6, 2500*time.Millisecond, 5*time.Second, "capped")
-		within(7, 10*time.Minute, 10*time.Minute, "Retry-After beyond max_retry_after is capped")
+		within(7, 10*time.Minute, 12500*time.Second/10, "Retry-After beyond max_retry_after is capped, then spread")
 		if !f.State().Up {
 			t.Error("uplink not up after success")
 		}
@@ -224,5 +224,24 @@ func TestRetryAfterParse(t *testing.T) {
 		if got := retryAfter(tc.in, now); got != tc.want {
 			t.Errorf("retryAfter(%q) = %s, want %s", tc.in, got, tc.want)
 		}
+	}
+}
+
+// Edges refused together spread their returns over a quarter of the
+// collector's Retry-After, never coming back sooner than asked.
+func TestSpreadRetryAfter(t *testing.T) {
+	const d = 8 * time.Second
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	seconds := map[time.Duration]bool{}
+	for range 1000 {
+		w := spreadRetryAfter(d)
+		if w < d || w >= d+d/4 {
+			t.Fatalf("spreadRetryAfter(%s) = %s, want in [%s, %s)", d, w, d, d+d/4)
+		}
+		lo, hi = min(lo, w), max(hi, w)
+		seconds[w.Truncate(time.Second)] = true
+	}
+	if hi-lo < d/8 || len(seconds) < 2 {
+		t.Errorf("1,000 waits span only %s..%s: a refused fleet would return together", lo, hi)
 	}
 }

@@ -12,7 +12,8 @@
 //     collector keeps them in its dead-letter table) and dropped here.
 //   - network errors, 408, 425, 429, 5xx, an unreadable 2xx: retried with
 //     exponential backoff and jitter; a Retry-After header (seconds or an
-//     HTTP date) is obeyed, up to Config.Backoff.MaxRetryAfter.
+//     HTTP date) is obeyed, up to Config.Backoff.MaxRetryAfter, plus up to
+//     a quarter more so that a refused fleet does not return in lockstep.
 //   - 401, 403: the data is kept, the alarm "uplink_unauthorized" is raised
 //     (status, metric, error log) and the request is retried at the
 //     backoff cap until the credential works again.
@@ -298,7 +299,7 @@ func (f *Forwarder) drain(ctx context.Context) {
 			wait = jitter(f.cfg.Backoff.Max)
 		}
 		if a.retryAfter > 0 {
-			wait = min(a.retryAfter, f.cfg.Backoff.MaxRetryAfter)
+			wait = spreadRetryAfter(min(a.retryAfter, f.cfg.Backoff.MaxRetryAfter))
 		}
 		backoff = min(2*backoff, f.cfg.Backoff.Max)
 		f.log.Warn("forwarding failed; will retry", "batch", b.ID, "records", b.Len(), "error", a.err, "retry_in", wait)
@@ -349,6 +350,16 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d/2 + rand.N(d/2)
+}
+
+// spreadRetryAfter returns a wait in [d, 1.25·d): never sooner than the
+// collector asked, but a fleet that an overloaded collector refused in
+// the same second does not come back in the same second.
+func spreadRetryAfter(d time.Duration) time.Duration {
+	if d < 4 {
+		return d
+	}
+	return d + rand.N(d/4)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
