@@ -4,17 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smartmaint/smartmaint/edge/internal/mapping"
 )
 
 const testToken = "s3cret-token"
@@ -181,5 +186,55 @@ func TestConfigValidate(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("Validate(%q) = %v", tc.listen, err)
 		}
+	}
+}
+
+// BenchmarkStatusHandler serves /status with 40,000 sensors seen: the
+// former document (every sensor, indented), the bounded default and
+// ?sensors=all (compact).
+func BenchmarkStatusHandler(b *testing.B) {
+	const seen = 40000
+	sensors := make([]mapping.SensorStat, seen)
+	t0 := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	for i := range sensors {
+		sensors[i] = mapping.SensorStat{ID: fmt.Sprintf("site1/line%02d/asset%04d/vib_x", i%20, i), Profile: "triaxial_vibration", Readings: uint64(1000 + i), Last: t0.Add(time.Duration(i) * time.Millisecond)}
+	}
+	status := func(n int) Status {
+		st := Status{EdgeID: "e1", Mapping: mapping.Snapshot{SensorsSeen: seen, Sensors: sensors}}
+		if n > 0 {
+			st.Mapping.Sensors = sensors[:n]
+		}
+		return st
+	}
+	s := &Server{opts: Options{Token: testToken, Status: status, Gatherer: prometheus.NewRegistry()}}
+	h := s.Handler()
+	for _, bc := range []struct{ name, query string }{
+		{"former_all_indented", ""},
+		{"default", ""},
+		{"all", "?sensors=all"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			handler := h
+			if bc.name == "former_all_indented" {
+				handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+					enc := json.NewEncoder(w)
+					enc.SetIndent("", "  ")
+					_ = enc.Encode(status(0))
+				})
+			}
+			req := httptest.NewRequest(http.MethodGet, "/status"+bc.query, nil)
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			var size int
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				handler.ServeHTTP(w, req)
+				if w.Code != 200 {
+					b.Fatalf("status %d", w.Code)
+				}
+				size = w.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/doc")
+		})
 	}
 }
