@@ -134,10 +134,14 @@ func poll(timeout, every time.Duration, cond func() bool) bool {
 	return true
 }
 
-func httpGet(ctx context.Context, url string) (int, []byte, error) {
+// httpGet GETs url, with "Authorization: Bearer bearer" unless bearer is "".
+func httpGet(ctx context.Context, url, bearer string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, nil, err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -151,16 +155,20 @@ func httpGet(ctx context.Context, url string) (int, []byte, error) {
 func ready(url string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	code, _, err := httpGet(ctx, url)
+	code, _, err := httpGet(ctx, url, "")
 	return err == nil && code == http.StatusOK
 }
 
 // metric sums the samples of a Prometheus metric in a text exposition
 // whose labels contain filter ("" for all); -1 when the page is unreadable.
-func metric(url, name, filter string) float64 {
+func metric(url, name, filter string) float64 { return metricAuth(url, "", name, filter) }
+
+// metricAuth is metric for a page that needs a bearer token (sm-edge's
+// admin endpoint; -1 also when the token is refused).
+func metricAuth(url, bearer, name, filter string) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	code, b, err := httpGet(ctx, url)
+	code, b, err := httpGet(ctx, url, bearer)
 	if err != nil || code != http.StatusOK {
 		return -1
 	}
@@ -264,6 +272,12 @@ func addLatencyProbe(t *testing.T, dbURL string) {
 type edge struct {
 	p     *testenv.Process
 	admin string
+	token string // admin token (admin.token_file) for /metrics and /status
+}
+
+// metric is metric on the edge's /metrics page, with its admin token.
+func (e *edge) metric(name, filter string) float64 {
+	return metricAuth(e.admin+"/metrics", e.token, name, filter)
 }
 
 // startEdge writes the edge configuration (one-reading and batched JSON
@@ -273,10 +287,15 @@ type edge struct {
 func startEdge(t *testing.T, dir, bin, broker, collectorURL, tokenFile string) (*edge, time.Duration) {
 	t.Helper()
 	port := testenv.FreePort(t)
+	adminToken := "bench-admin-" + testenv.RandomID(8)
+	adminTokenFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(adminTokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := fmt.Sprintf(`version: 1
 edge_id: bench
 data_dir: %s
-admin: {listen: "127.0.0.1:%d"}
+admin: {listen: "127.0.0.1:%d", token_file: %s}
 log: {level: warn, format: text}
 broker:
   url: %s
@@ -302,12 +321,12 @@ collector:
   status_interval: 2s
   timeout: 15s
   backoff: {initial: 100ms, max: 1s, max_retry_after: 2s}
-`, filepath.Join(dir, "edge-data"), port, broker, int64(4)<<30, collectorURL, tokenFile)
+`, filepath.Join(dir, "edge-data"), port, adminTokenFile, broker, int64(4)<<30, collectorURL, tokenFile)
 	cfgPath := filepath.Join(dir, "edge.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &edge{admin: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	e := &edge{admin: fmt.Sprintf("http://127.0.0.1:%d", port), token: adminToken}
 	e.p = testenv.NewProcess(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
 	return e, e.start(t)
 }
@@ -330,14 +349,14 @@ func (e *edge) start(t *testing.T) time.Duration {
 // committed is the number of records the edge committed to its durable
 // queue since it started.
 func (e *edge) committed() float64 {
-	return metric(e.admin+"/metrics", "smartmaint_edge_buffer_appends_total", "")
+	return e.metric("smartmaint_edge_buffer_appends_total", "")
 }
 
 // forwarded is the number of records the collector accepted (or
 // recognised as duplicates) since the edge started.
 func (e *edge) forwarded() float64 {
-	return metric(e.admin+"/metrics", "smartmaint_edge_forward_records_total", `result="accepted"`) +
-		max(0, metric(e.admin+"/metrics", "smartmaint_edge_forward_records_total", `result="duplicate"`))
+	return e.metric("smartmaint_edge_forward_records_total", `result="accepted"`) +
+		max(0, e.metric("smartmaint_edge_forward_records_total", `result="duplicate"`))
 }
 
 // writeToken writes a token file for the edge.

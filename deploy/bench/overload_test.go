@@ -461,8 +461,8 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 		t.Errorf("sm-edge forwarded %.0f of %d readings within 2 minutes after the last publish", realEdge.forwarded(), edgeMsgs)
 	}
 	edgeDrainedIn := time.Since(t4)
-	edgeRetries := metric(realEdge.admin+"/metrics", "smartmaint_edge_forward_batches_total", `result="retry"`)
-	edgeOK := metric(realEdge.admin+"/metrics", "smartmaint_edge_forward_batches_total", `result="ok"`)
+	edgeRetries := realEdge.metric("smartmaint_edge_forward_batches_total", `result="retry"`)
+	edgeOK := realEdge.metric("smartmaint_edge_forward_batches_total", `result="ok"`)
 	stopSampler()
 	edgeStored := countRows(t, coll.dbURL, "re/")
 	if edgeStored != edgeMsgs {

@@ -117,10 +117,9 @@ func trace(t *testing.T, e *edge, c *collector, l *load) (stop func()) {
 			case <-done:
 				return
 			case <-tick.C:
-				m := e.admin + "/metrics"
 				t.Logf("published %d, committed %.0f, forwarded %.0f, queue %.0f; edge forward latency %.3f s over %.0f requests; collector: batch %.3f s, db write %.3f s over %.0f, %.0f COPY fallbacks",
 					l.publishedAt.Load(), e.committed(), e.forwarded(), e.queueRecords(),
-					metric(m, "smartmaint_edge_forward_latency_seconds_sum", ""), metric(m, "smartmaint_edge_forward_latency_seconds_count", ""),
+					e.metric("smartmaint_edge_forward_latency_seconds_sum", ""), e.metric("smartmaint_edge_forward_latency_seconds_count", ""),
 					metric(c.metrics, "smartmaint_collector_ingest_batch_seconds_sum", ""), metric(c.metrics, "smartmaint_collector_db_write_seconds_sum", ""),
 					metric(c.metrics, "smartmaint_collector_db_write_seconds_count", ""), metric(c.metrics, "smartmaint_collector_ingest_copy_fallbacks_total", ""))
 			}
@@ -305,7 +304,7 @@ func collectorIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 // a second of the edge's CPU), and polling it would load the edge more
 // than the traffic being measured.
 func (e *edge) queueRecords() float64 {
-	return metric(e.admin+"/metrics", "smartmaint_edge_buffer_records", "")
+	return e.metric("smartmaint_edge_buffer_records", "")
 }
 
 // backlogDrain: the collector is down while N readings (batched messages)

@@ -222,12 +222,15 @@ func family(name string, types map[string]string) (string, bool) {
 	return "", false
 }
 
-// scrapeTypes fetches a /metrics page and returns its families and
-// types (from the # TYPE lines).
-func scrapeTypes(ctx context.Context, url string) (map[string]string, error) {
+// scrapeTypes fetches a /metrics page (with the bearer token, unless "")
+// and returns its families and types (from the # TYPE lines).
+func scrapeTypes(ctx context.Context, url, bearer string) (map[string]string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -254,11 +257,15 @@ func scrapeTypes(ctx context.Context, url string) (map[string]string, error) {
 }
 
 // sampleValue returns the sum of the samples of series whose line starts
-// with prefix (a name, optionally with labels), from a /metrics page.
-func sampleValue(ctx context.Context, url, prefix string) float64 {
+// with prefix (a name, optionally with labels), from a /metrics page
+// (fetched with the bearer token, unless "").
+func sampleValue(ctx context.Context, url, bearer, prefix string) float64 {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -195,8 +195,15 @@ collector:
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	collMetrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	// The edge's /metrics needs the admin token it generated in its data
+	// directory on first start.
+	b, err := os.ReadFile(filepath.Join(dir, "edge-data", "admin.token"))
+	if err != nil {
+		t.Fatalf("the edge's admin token: %v", err)
+	}
+	edgeToken := strings.TrimSpace(string(b))
 	if !waitFor(45*time.Second, func() bool {
-		return sampleValue(ctx, collMetrics, `smartmaint_collector_ingest_readings_total{result="accepted"}`) > 0
+		return sampleValue(ctx, collMetrics, "", `smartmaint_collector_ingest_readings_total{result="accepted"}`) > 0
 	}) {
 		t.Fatalf("the collector accepted no readings from the edge within 45s\nedge log:\n%s\ncollector log:\n%s",
 			testenv.Tail(filepath.Join(dir, "sm-edge.log"), 30), testenv.Tail(filepath.Join(dir, "sm-collector.log"), 30))
@@ -204,16 +211,15 @@ collector:
 	// The edge posts its status every second; wait for one, so the status
 	// counters have a sample.
 	if !waitFor(30*time.Second, func() bool {
-		return sampleValue(ctx, edgeBase+"/metrics", `smartmaint_edge_forward_status_reports_total`) > 0
+		return sampleValue(ctx, edgeBase+"/metrics", edgeToken, `smartmaint_edge_forward_status_reports_total`) > 0
 	}) {
 		t.Fatalf("the edge posted no status report within 30s:\n%s", testenv.Tail(filepath.Join(dir, "sm-edge.log"), 30))
 	}
 
-	var err error
-	if edgeTypes, err = scrapeTypes(ctx, edgeBase+"/metrics"); err != nil {
+	if edgeTypes, err = scrapeTypes(ctx, edgeBase+"/metrics", edgeToken); err != nil {
 		t.Fatal(err)
 	}
-	if collTypes, err = scrapeTypes(ctx, collMetrics); err != nil {
+	if collTypes, err = scrapeTypes(ctx, collMetrics, ""); err != nil {
 		t.Fatal(err)
 	}
 	return edgeTypes, collTypes

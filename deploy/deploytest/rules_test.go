@@ -33,8 +33,19 @@ func TestAlertRulesPromtool(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, tool, "test", "rules", tests).CombinedOutput(); err != nil {
 		t.Fatalf("promtool test rules %s: %v\n%s", tests, err, out)
 	}
-	// The example server configuration, which loads alerts.yml.
-	cfg := filepath.Join(filepath.Dir(path), "prometheus.yml")
+	// The example server configuration, which loads alerts.yml and reads
+	// the edges' admin token from sm-edge-admin.token next to it: checked
+	// in a copy of the directory that has a token file.
+	dir := t.TempDir()
+	for _, name := range []string{"prometheus.yml", "alerts.yml"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(path), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name), string(b))
+	}
+	writeFile(t, filepath.Join(dir, "sm-edge-admin.token"), "example-token\n")
+	cfg := filepath.Join(dir, "prometheus.yml")
 	if out, err := exec.CommandContext(ctx, tool, "check", "config", cfg).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check config %s: %v\n%s", cfg, err, out)
 	}

@@ -180,8 +180,8 @@ cat >&2 <<INFO
     curl -H "Authorization: Bearer $VIEWER" http://127.0.0.1:$PORT/api/v1/sensors
     curl -H "Authorization: Bearer $VIEWER" http://127.0.0.1:$PORT/api/v1/alerts
     curl -H "Authorization: Bearer $VIEWER" http://127.0.0.1:$PORT/metrics
-  edge status    bin/sm-edge status --admin $ADMIN
-  edge metrics   http://$ADMIN/metrics
+  edge status    bin/sm-edge status --config $DEMO/edge.yaml --admin $ADMIN
+  edge metrics   curl -H "Authorization: Bearer \$(cat $DEMO/edge-data/admin.token)" http://$ADMIN/metrics
   webhooks       .demo/webhooks.jsonl (signed notifications, verified on receipt)
   models         .demo/models (manifest + signed artifacts); a model is trained at ${TRAIN_AFTER}s
   ground truth   .demo/truth.jsonl (the faults the simulator injected)

@@ -172,6 +172,9 @@ type edge struct {
 	p     *testenv.Process
 	admin string
 	id    string
+	// tokenFile is the admin token sm-edge generates in its data
+	// directory on first start (no admin.token_file is configured).
+	tokenFile string
 }
 
 // edgeOptions are the per-scenario settings of the edge configuration.
@@ -224,7 +227,7 @@ collector:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &edge{admin: fmt.Sprintf("127.0.0.1:%d", port), id: o.id}
+	e := &edge{admin: fmt.Sprintf("127.0.0.1:%d", port), id: o.id, tokenFile: filepath.Join(dataDir, "admin.token")}
 	e.p = testenv.NewProcess(t, dir, "sm-edge", bin, nil, "run", "--config", cfgPath)
 	e.start(t)
 	return e
@@ -240,13 +243,23 @@ func (e *edge) start(t *testing.T) {
 		}
 		return ready("http://" + e.admin + "/readyz")
 	})
+	// /status needs the generated token: without it the answer is 401.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if code, _, err := httpGet(ctx, "http://"+e.admin+"/status", ""); err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("sm-edge /status without the admin token = %d, %v; want 401", code, err)
+	}
 }
 
 // status returns the edge's /status document.
 func (e *edge) status() map[string]any {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	code, b, err := httpGet(ctx, "http://"+e.admin+"/status", "")
+	token, err := os.ReadFile(e.tokenFile)
+	if err != nil {
+		return nil
+	}
+	code, b, err := httpGet(ctx, "http://"+e.admin+"/status", strings.TrimSpace(string(token)))
 	if err != nil || code != http.StatusOK {
 		return nil
 	}

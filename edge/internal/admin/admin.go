@@ -1,18 +1,24 @@
 // Package admin serves the edge agent's local admin endpoint: Prometheus
 // metrics (/metrics), liveness (/healthz), readiness (/readyz) and a JSON
 // status document (/status) that `sm-edge status` prints. It listens on
-// loopback by default; it has no authentication, so expose it only to
-// trusted networks.
+// loopback by default. /healthz and /readyz are open (probes); /metrics and
+// /status need "Authorization: Bearer TOKEN", the token being read from
+// admin.token_file or, when that is not set, from DATA_DIR/admin.token,
+// which the agent generates on first start (see token.go).
 package admin
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/smartmaint/smartmaint/edge/internal/buffer"
@@ -34,6 +40,9 @@ const DefaultListen = "127.0.0.1:9470"
 type Config struct {
 	// Listen is host:port; default 127.0.0.1:9470. "" or "off" disables it.
 	Listen string `yaml:"listen"`
+	// TokenFile holds the bearer token /metrics and /status require (one
+	// line). Empty: DATA_DIR/admin.token, generated on first start.
+	TokenFile string `yaml:"token_file,omitempty"`
 }
 
 // Default returns the admin defaults.
@@ -53,6 +62,10 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// DefaultStatusSensors is how many sensors /status lists unless asked for
+// more (?sensors=all).
+const DefaultStatusSensors = 50
+
 // Subscription describes one configured subscription in Status.
 type Subscription struct {
 	Pattern string `json:"pattern"`
@@ -71,8 +84,10 @@ type Status struct {
 	Subscriptions []Subscription `json:"subscriptions"`
 	// ReadingsPerSecond is the mapping rate over the last ~10 seconds.
 	ReadingsPerSecond float64 `json:"readings_per_second"`
-	// Mapping holds counts, sensors seen, unmapped topics, errors by reason
-	// and the most recent dead letters.
+	// Mapping holds counts, sensors seen (Mapping.SensorsSeen; Sensors
+	// lists at most DefaultStatusSensors of them, silent the longest first,
+	// unless ?sensors=all), unmapped topics, errors by reason and the most
+	// recent dead letters.
 	Mapping mapping.Snapshot `json:"mapping"`
 	// Sink describes the stage readings are handed to (e.g. the durable
 	// buffer), with its last error.
@@ -96,8 +111,11 @@ type SinkStatus struct {
 type Options struct {
 	Listen   string
 	Gatherer prometheus.Gatherer
-	// Status returns the current status document.
-	Status func() Status
+	// Token is the bearer token /metrics and /status require; required.
+	Token string
+	// Status returns the current status document with at most sensors
+	// entries in Mapping.Sensors (0: all).
+	Status func(sensors int) Status
 	// Ready returns nil when the agent is ready (the broker is connected
 	// and the next stage accepts writes).
 	Ready  func(ctx context.Context) error
@@ -113,6 +131,9 @@ type Server struct {
 
 // Listen opens the listening socket, so that Addr is known before Serve.
 func Listen(opts Options) (*Server, error) {
+	if opts.Token == "" {
+		return nil, errors.New("admin: a token is required")
+	}
 	ln, err := net.Listen("tcp", opts.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("admin: listen on %s: %w", opts.Listen, err)
@@ -128,7 +149,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 // Handler returns the HTTP handler (also usable without Listen in tests).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", s.auth(promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{})))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -146,13 +167,51 @@ func (s *Server) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(s.opts.Status())
-	})
+	mux.Handle("GET /status", s.auth(http.HandlerFunc(s.status)))
 	return mux
+}
+
+// status serves the status document. By default it lists at most
+// DefaultStatusSensors sensors (silent the longest first) and is indented;
+// ?sensors=all lists every sensor (by id, not indented: tens of thousands
+// of sensors are megabytes), ?sensors=N at most N.
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	n := DefaultStatusSensors
+	switch q := r.URL.Query().Get("sensors"); q {
+	case "":
+	case "all":
+		n = 0
+	default:
+		v, err := strconv.Atoi(q)
+		if err != nil || v < 1 {
+			http.Error(w, `sensors must be "all" or a positive number`, http.StatusBadRequest)
+			return
+		}
+		n = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	if n != 0 {
+		enc.SetIndent("", "  ")
+	}
+	_ = enc.Encode(s.opts.Status(n))
+}
+
+// auth lets a request through only with the right bearer token. The
+// tokens are compared in constant time; the answer to a wrong one never
+// contains a token.
+func (s *Server) auth(next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(s.opts.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sm-edge admin"`)
+			http.Error(w, "missing or wrong bearer token: send \"Authorization: Bearer TOKEN\" with the token from admin.token_file (default DATA_DIR/"+TokenFileName+")", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Serve serves until ctx is cancelled, then shuts down gracefully.

@@ -135,10 +135,15 @@ func New(opts Options) (*Agent, error) {
 	}
 	a.sub = sub
 	if opts.Config.Admin.Enabled() {
+		token, err := admin.LoadToken(opts.Config.Admin, opts.Config.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("agent: %w", err)
+		}
 		srv, err := admin.Listen(admin.Options{
 			Listen:   opts.Config.Admin.Listen,
+			Token:    token,
 			Gatherer: opts.Registry,
-			Status:   a.Status,
+			Status:   a.StatusSensors,
 			Ready:    a.ready,
 			Logger:   opts.Logger,
 		})
@@ -293,8 +298,12 @@ func (a *Agent) rate() float64 {
 	return float64(last.readings-first.readings) / dt
 }
 
-// Status returns the document served at /status.
-func (a *Agent) Status() admin.Status {
+// Status returns the document served at /status, with every sensor.
+func (a *Agent) Status() admin.Status { return a.StatusSensors(0) }
+
+// StatusSensors returns the document served at /status with at most
+// sensors sensors (0: all), silent the longest first.
+func (a *Agent) StatusSensors(sensors int) admin.Status {
 	st := admin.Status{
 		EdgeID:            a.opts.Config.EdgeID,
 		Version:           a.opts.Version,
@@ -302,7 +311,7 @@ func (a *Agent) Status() admin.Status {
 		Now:               time.Now().UTC(),
 		Broker:            a.sub.Status(),
 		ReadingsPerSecond: a.rate(),
-		Mapping:           a.mapper.Snapshot(20),
+		Mapping:           a.mapper.Snapshot(20, sensors),
 		Sink:              admin.SinkStatus{Writes: a.writes.Load(), Failures: a.failures.Load()},
 	}
 	a.errMu.Lock()

@@ -77,7 +77,7 @@ func (s *recordingSink) count() int {
 // section and loads it through the real config path.
 func testConfig(t testing.TB, brokerYAML, subsYAML string) (*config.Config, mapping.Profiles) {
 	t.Helper()
-	text := fmt.Sprintf("version: 1\nedge_id: test-edge\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n%s\n  reconnect: {initial: 100ms, max: 500ms}\n  drain_timeout: 3s\ncollector: {url: \"http://127.0.0.1:8080\"}\nsubscriptions:\n%s\n", brokerYAML, subsYAML)
+	text := fmt.Sprintf("version: 1\nedge_id: test-edge\ndata_dir: data\nadmin: {listen: \"127.0.0.1:0\"}\nbroker:\n%s\n  reconnect: {initial: 100ms, max: 500ms}\n  drain_timeout: 3s\ncollector: {url: \"http://127.0.0.1:8080\"}\nsubscriptions:\n%s\n", brokerYAML, subsYAML)
 	file := filepath.Join(t.TempDir(), "edge.yaml")
 	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
@@ -168,9 +168,18 @@ func publish(t testing.TB, c mqtt.Client, qos byte, topic string, payload []byte
 	}
 }
 
-func getJSON(t *testing.T, url string, v any) int {
+// getJSON GETs url with the bearer token (none when "") and decodes the
+// answer into v.
+func getJSON(t *testing.T, url, token string, v any) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -134,9 +134,19 @@ func TestIngestManyTopicsAllFormats(t *testing.T) {
 
 	// The admin endpoint.
 	base := "http://" + r.a.AdminAddr()
+	// The agent generated its admin token in its data directory.
+	token, err := admin.ReadToken(cfg.Admin.TokenPath(cfg.DataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ep := range []string{"/status", "/metrics"} {
+		if code := getJSON(t, base+ep, "", nil); code != http.StatusUnauthorized {
+			t.Errorf("%s without the token = %d; want 401", ep, code)
+		}
+	}
 	var st admin.Status
 	waitFor(t, 10*time.Second, "status shows the rejections", func() bool {
-		getJSON(t, base+"/status", &st)
+		getJSON(t, base+"/status?sensors=all", token, &st)
 		return st.Mapping.Rejected >= 2
 	})
 	if st.Broker.State != "connected" || len(st.Subscriptions) != 4 || st.Mapping.Readings != uint64(total) || len(st.Mapping.Sensors) != len(want) {
@@ -155,13 +165,18 @@ func TestIngestManyTopicsAllFormats(t *testing.T) {
 	if diff := cmp.Diff(map[string]string{mapping.ReasonNonFinite: `{"v": "NaN"}`, mapping.ReasonNoProfile: `{"v": 1}`}, dl); diff != "" {
 		t.Errorf("dead letters by reason (-want +got):\n%s", diff)
 	}
-	if code := getJSON(t, base+"/readyz", nil); code != http.StatusOK {
+	if code := getJSON(t, base+"/readyz", "", nil); code != http.StatusOK {
 		t.Errorf("/readyz = %d", code)
 	}
-	if code := getJSON(t, base+"/healthz", nil); code != http.StatusOK {
+	if code := getJSON(t, base+"/healthz", "", nil); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
 	}
-	resp, err := http.Get(base + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,7 @@ func TestStatusCommand(t *testing.T) {
 	mq := testenv.StartMosquitto(t, "")
 	file := writeFile(t, "edge.yaml", fmt.Sprintf(`version: 1
 edge_id: status-test
+data_dir: data
 admin: {listen: "127.0.0.1:0"}
 broker: {url: "%s"}
 subscriptions:
@@ -158,7 +159,7 @@ collector: {url: "http://127.0.0.1:8080"}
 	go func() { _ = a.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(mustStatus(t, a.AdminAddr()), "connected tcp://") {
+	for !strings.Contains(mustStatus(t, file, a.AdminAddr()), "connected tcp://") {
 		if time.Now().After(deadline) {
 			t.Fatal("agent did not connect")
 		}
@@ -171,13 +172,13 @@ collector: {url: "http://127.0.0.1:8080"}
 		"plant/pump2/vib_x": `{"v": "NaN"}`,
 		"plant/pump3/vib_z": `not json`,
 	})
-	for sink.count() < 2 || !strings.Contains(mustStatus(t, a.AdminAddr()), "bad_payload") {
+	for sink.count() < 2 || !strings.Contains(mustStatus(t, file, a.AdminAddr()), "bad_payload") {
 		if time.Now().After(deadline) {
-			t.Fatalf("readings %d; status:\n%s", sink.count(), mustStatus(t, a.AdminAddr()))
+			t.Fatalf("readings %d; status:\n%s", sink.count(), mustStatus(t, file, a.AdminAddr()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	out := mustStatus(t, a.AdminAddr())
+	out := mustStatus(t, file, a.AdminAddr())
 	for _, want := range []string{
 		"status-test (sm-edge v-test)",
 		"client id sm-edge-status-test",
@@ -192,15 +193,32 @@ collector: {url: "http://127.0.0.1:8080"}
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}
 	}
-	code, jsonOut, _ := runCLI(t, "status", "--admin", a.AdminAddr(), "--json")
-	if code != 0 || !strings.Contains(jsonOut, `"edge_id": "status-test"`) {
+	code, jsonOut, _ := runCLI(t, "status", "--config", file, "--admin", a.AdminAddr(), "--json")
+	if code != 0 || !strings.Contains(jsonOut, `"edge_id": "status-test"`) || !strings.Contains(jsonOut, `"sensors_seen": 2`) {
 		t.Errorf("status --json: %d %.200s", code, jsonOut)
+	}
+	// The token file the agent generated, named directly.
+	tokenFile := cfg.Admin.TokenPath(cfg.DataDir)
+	if code, out, errOut := runCLI(t, "status", "--admin", a.AdminAddr(), "--token-file", tokenFile); code != 0 || !strings.Contains(out, "Sensors seen (2)") {
+		t.Errorf("status --token-file: %d %s %s", code, out, errOut)
+	}
+	// A wrong token: the message names the file used and what to do.
+	wrong := writeFile(t, "wrong.token", "not-the-token\n")
+	code, _, errOut := runCLI(t, "status", "--admin", a.AdminAddr(), "--token-file", wrong)
+	if code == 0 || !strings.Contains(errOut, "refused the admin token in "+wrong) || !strings.Contains(errOut, "--config") {
+		t.Errorf("status with a wrong token: %d %q", code, errOut)
+	}
+	// No readable token file at all.
+	missing := filepath.Join(t.TempDir(), "none.token")
+	code, _, errOut = runCLI(t, "status", "--admin", a.AdminAddr(), "--token-file", missing)
+	if code == 0 || !strings.Contains(errOut, "no admin token") || !strings.Contains(errOut, missing) {
+		t.Errorf("status without a token file: %d %q", code, errOut)
 	}
 }
 
-func mustStatus(t *testing.T, addr string) string {
+func mustStatus(t *testing.T, file, addr string) string {
 	t.Helper()
-	code, out, errOut := runCLI(t, "status", "--admin", addr)
+	code, out, errOut := runCLI(t, "status", "--config", file, "--admin", addr)
 	if code != 0 {
 		t.Fatalf("status: %d %s", code, errOut)
 	}

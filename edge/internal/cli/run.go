@@ -27,7 +27,9 @@ maps every message to readings and hands them to the durable queue; each QoS
 1/2 message is acknowledged only after its readings are committed. On
 SIGTERM it stops taking messages, drains and acknowledges what it received,
 then exits. The admin endpoint (/metrics, /healthz, /readyz, /status)
-listens on admin.listen (default 127.0.0.1:9470).`,
+listens on admin.listen (default 127.0.0.1:9470); /metrics and /status need
+the bearer token in admin.token_file or, when none is set, DATA_DIR/admin.token
+(generated on first start).`,
 		Example: "  sm-edge run --config /etc/sm-edge/edge.yaml",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -222,6 +222,7 @@ func (c *Config) resolvePaths(base string) {
 		}
 	}
 	abs(&c.DataDir)
+	abs(&c.Admin.TokenFile)
 	abs(&c.Collector.TokenFile)
 	abs(&c.Collector.TLS.CAFile)
 	abs(&c.Collector.TLS.CertFile)

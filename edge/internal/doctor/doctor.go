@@ -116,6 +116,10 @@ type runner struct {
 	// when none answers); agentErr says why not.
 	agent    *admin.Status
 	agentErr error
+	// adminToken is the admin endpoint's bearer token ("" when it could
+	// not be read: adminTokenErr).
+	adminToken    string
+	adminTokenErr error
 }
 
 // Run runs every check and returns the report. It fails only by its
@@ -141,6 +145,9 @@ func Run(ctx context.Context, opts Options) Report {
 		return rep
 	}
 	r := &runner{opts: opts, cfg: cfg}
+	if cfg.Admin.Enabled() {
+		r.adminToken, r.adminTokenErr = admin.ReadToken(cfg.Admin.TokenPath(cfg.DataDir))
+	}
 	r.agent, r.agentErr = r.fetchAgentStatus(ctx)
 	rep.Results = append(rep.Results, r.brokerChecks(ctx)...)
 	rep.Results = append(rep.Results, r.collectorChecks(ctx)...)

@@ -41,6 +41,9 @@ func (r *runner) fetchAgentStatus(ctx context.Context) (*admin.Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	if code == http.StatusUnauthorized {
+		return nil, r.adminAuthError()
+	}
 	if code != http.StatusOK {
 		return nil, fmt.Errorf("GET /status: %d %s", code, http.StatusText(code))
 	}
@@ -58,6 +61,9 @@ func (r *runner) adminGet(ctx context.Context, path string) ([]byte, int, error)
 	if err != nil {
 		return nil, 0, err
 	}
+	if r.adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+r.adminToken)
+	}
 	resp, err := r.httpClient().Do(req)
 	if err != nil {
 		return nil, 0, err
@@ -65,6 +71,19 @@ func (r *runner) adminGet(ctx context.Context, path string) ([]byte, int, error)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	return body, resp.StatusCode, err
+}
+
+// errAdminAuth marks an admin endpoint that refused the doctor's token.
+var errAdminAuth = errors.New("admin endpoint refused the token")
+
+// adminAuthError explains a 401 from the admin endpoint: which token file
+// was used (or why it could not be read). It never contains the token.
+func (r *runner) adminAuthError() error {
+	path := r.cfg.Admin.TokenPath(r.cfg.DataDir)
+	if r.adminTokenErr != nil {
+		return fmt.Errorf("%w: GET /status answered 401 and the token could not be read (%v); run the doctor as the agent's user or root", errAdminAuth, r.adminTokenErr)
+	}
+	return fmt.Errorf("%w: GET /status answered 401 to the token in %s; the agent uses admin.token_file, or DATA_DIR/%s when none is set: check both name the same file (the agent generated it on first start)", errAdminAuth, path, admin.TokenFileName)
 }
 
 func (r *runner) queuePath() string { return filepath.Join(r.cfg.DataDir, buffer.FileName) }
@@ -322,6 +341,10 @@ func (r *runner) checkModels() Result {
 func (r *runner) adminChecks(ctx context.Context) []Result {
 	if !r.cfg.Admin.Enabled() {
 		return []Result{{Name: "admin", Status: Skip, Detail: "admin endpoint disabled (admin.listen is off)"}}
+	}
+	if r.agent == nil && errors.Is(r.agentErr, errAdminAuth) {
+		return []Result{{Name: "admin", Status: Fail, Detail: r.agentErr.Error(),
+			Hint: fmt.Sprintf("run `sm-edge doctor` with the same config (and as the same user) as the agent; the token is in %s", r.cfg.Admin.TokenPath(r.cfg.DataDir))}}
 	}
 	if r.agent == nil {
 		return []Result{{Name: "admin", Status: Skip, Detail: fmt.Sprintf("no agent answers at %s (not running, or admin.listen differs)", r.adminAddr())}}

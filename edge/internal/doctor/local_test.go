@@ -2,6 +2,7 @@ package doctor
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -99,12 +100,15 @@ func TestDiskAndBuffer(t *testing.T) {
 	}
 }
 
+// agentToken is the admin token of the agents startAdmin runs.
+const agentToken = "agent-admin-token"
+
 // startAdmin serves a real admin endpoint reporting st, as a running
 // agent does; ready is its readiness.
 func startAdmin(t *testing.T, st admin.Status, ready error) string {
 	t.Helper()
-	srv, err := admin.Listen(admin.Options{Listen: "127.0.0.1:0", Gatherer: prometheus.NewRegistry(),
-		Status: func() admin.Status { return st }, Ready: func(context.Context) error { return ready }})
+	srv, err := admin.Listen(admin.Options{Listen: "127.0.0.1:0", Token: agentToken, Gatherer: prometheus.NewRegistry(),
+		Status: func(int) admin.Status { return st }, Ready: func(context.Context) error { return ready }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,15 +134,19 @@ func TestRunningAgent(t *testing.T) {
 		name  string
 		st    admin.Status
 		ready error
+		token string // in DATA_DIR/admin.token; "" for agentToken
 		wants []want
 	}{
-		{"healthy", healthy, nil, []want{
+		{"healthy", healthy, nil, "", []want{
 			{name: "buffer", status: OK, detail: []string{"in use by the running agent: 1200 record(s)", "oldest 1m30s old"}},
 			{name: "disk", status: OK, detail: []string{"runway 140.0 h at the current 2.0 KiB/s"}},
 			{name: "admin.healthz", status: OK, detail: []string{`/healthz answers 200 "ok"`, "agent 1.2.3, up 1h0m0s"}},
 			{name: "admin.readyz", status: OK, detail: []string{`"ready"`}},
 		}},
-		{"alarms, drops, not ready", troubled, errors.New("broker disconnected"), []want{
+		{"wrong token", healthy, nil, "not-the-agents", []want{
+			{name: "admin", status: Fail, detail: []string{"answered 401", "admin.token"}, hint: []string{"same config", "admin.token"}},
+		}},
+		{"alarms, drops, not ready", troubled, errors.New("broker disconnected"), "", []want{
 			{name: "buffer", status: Fail, detail: []string{"dropped since start: budget=17", "uplink alarms: uplink_unauthorized", "uplink down: collector refused"},
 				hint: []string{"re-register with `sm-collector edge register`", "raise buffer.max_bytes"}},
 			{name: "disk", status: Warn, detail: []string{"runway 5.9 h"}, hint: []string{"less than a day"}},
@@ -152,6 +160,10 @@ func TestRunningAgent(t *testing.T) {
 			addr := startAdmin(t, tt.st, tt.ready)
 			file := writeConfig(t, setup{admin: addr})
 			if err := os.MkdirAll(dataDir(file), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			token := cmp.Or(tt.token, agentToken)
+			if err := os.WriteFile(filepath.Join(dataDir(file), admin.TokenFileName), []byte(token+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			// The "agent" holds the queue file, as a running one does.

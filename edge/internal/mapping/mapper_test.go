@@ -218,7 +218,7 @@ func TestProfilesRulesAndOverrides(t *testing.T) {
 	check("s1/l1/p7/temp_nde", "bearing_temperature")
 	check("s1/l1/p7/other", "flow_meter")
 	check("s1/l1/p7/unknown", "")
-	snap := m.Snapshot(0)
+	snap := m.Snapshot(0, 0)
 	if len(snap.Unmapped) != 1 || snap.Unmapped[0].Topic != "plant/s1/l1/p7/unknown" || snap.Unmapped[0].Reason != ReasonNoProfile {
 		t.Errorf("unmapped = %+v", snap.Unmapped)
 	}
@@ -259,7 +259,7 @@ smartmaint_edge_readings_mapped_total 1
 `), "smartmaint_edge_readings_mapped_total"); err != nil {
 		t.Error(err)
 	}
-	snap := m.Snapshot(3)
+	snap := m.Snapshot(3, 0)
 	if len(snap.DeadLetters) != 3 || snap.DeadLetters[0].Topic != "nowhere/"+strings.Repeat("x", 19) {
 		t.Errorf("latest dead letters = %+v", snap.DeadLetters)
 	}
