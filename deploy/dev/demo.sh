@@ -235,7 +235,7 @@ train_model() {
 	say "model: trained $name from $asset's history ($from..$to, $(echo "$sensors" | tr , '\n' | wc -l) sensors), published to .demo/models and promoted for $glob; the edge picks it up within 10 s (see .demo/train.log)"
 }
 edge_models() {
-	"$BIN/sm-edge" status --admin "$ADMIN" 2>/dev/null | sed -n 's/^models[[:space:]]*//p' | paste -sd, - || true
+	"$BIN/sm-edge" status --config "$DEMO/edge.yaml" --admin "$ADMIN" 2>/dev/null | sed -n 's/^models[[:space:]]*//p' | paste -sd, - || true
 }
 
 first_alert=""
