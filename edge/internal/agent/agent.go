@@ -172,7 +172,14 @@ func (a *Agent) AdminAddr() string {
 
 // Run runs until ctx is cancelled and everything received is drained.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("starting", "edge_id", a.opts.Config.EdgeID, "admin", a.AdminAddr())
+	if a.admin != nil {
+		// The path, never the token: technicians and Prometheus need it
+		// for /metrics and /status.
+		a.log.Info("starting", "edge_id", a.opts.Config.EdgeID, "admin", a.AdminAddr(),
+			"admin_token_file", a.opts.Config.Admin.TokenPath(a.opts.Config.DataDir))
+	} else {
+		a.log.Info("starting", "edge_id", a.opts.Config.EdgeID)
+	}
 	adminCtx, stopAdmin := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAdmin()
 	var wg sync.WaitGroup
