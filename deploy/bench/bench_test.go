@@ -116,7 +116,7 @@ func ms(d time.Duration) string {
 // measure each other on a small machine) and prints the table.
 func TestBench(t *testing.T) {
 	began := time.Now()
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 		bare.decode = l.perMsg > 1
 		connectAt := time.Now()
 		bare.connect(t)
-		waitFor(t, 5*time.Minute, "the bare subscriber to receive the backlog", func() bool { return bare.received.Load() >= int64(l.msgs) })
+		testenv.WaitFor(t, 5*time.Minute, "the bare subscriber to receive the backlog", func() bool { return bare.received.Load() >= int64(l.msgs) })
 		bareRate := bare.rate(connectAt) * float64(l.perMsg)
 		baseline := perSec(bareRate) + " (bare paho)"
 		if bare.decode {
@@ -253,7 +253,7 @@ func edgeIngest(t *testing.T, bins binaries, v volumes, rep *report) {
 		// it starts, before /readyz first answers.
 		e.p.Start()
 		var doneAt time.Time
-		waitFor(t, 5*time.Minute, "sm-edge to commit the backlog", func() bool {
+		testenv.WaitFor(t, 5*time.Minute, "sm-edge to commit the backlog", func() bool {
 			if e.p.Exited() {
 				t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 			}

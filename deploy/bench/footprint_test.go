@@ -55,7 +55,7 @@ func edgeFootprint(t *testing.T, bins binaries, v volumes, rep *report) {
 	})
 	wait()
 	published := time.Since(t0)
-	waitFor(t, 2*time.Minute, "the readings to be forwarded", func() bool { return e.forwarded() >= float64(l.msgs) })
+	testenv.WaitFor(t, 2*time.Minute, "the readings to be forwarded", func() bool { return e.forwarded() >= float64(l.msgs) })
 	close(done)
 	wg.Wait()
 	m := memoryOf(e.p)

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,25 +54,6 @@ func findBinaries(t *testing.T, root string) binaries {
 	return b
 }
 
-// repoRoot walks up from the working directory to the directory holding
-// go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // mem is a process's memory from /proc/PID/status, in bytes.
 type mem struct {
 	hwm, rss int64 // VmHWM (peak resident), VmRSS
@@ -116,49 +96,6 @@ func memoryOf(p *testenv.Process) (m mem) {
 	return m
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, 50*time.Millisecond, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-func poll(timeout, every time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(every)
-	}
-	return true
-}
-
-// httpGet GETs url, with "Authorization: Bearer bearer" unless bearer is "".
-func httpGet(ctx context.Context, url, bearer string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-func ready(url string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	code, _, err := httpGet(ctx, url, "")
-	return err == nil && code == http.StatusOK
-}
-
 // metric sums the samples of a Prometheus metric in a text exposition
 // whose labels contain filter ("" for all); -1 when the page is unreadable.
 func metric(url, name, filter string) float64 { return metricAuth(url, "", name, filter) }
@@ -168,7 +105,7 @@ func metric(url, name, filter string) float64 { return metricAuth(url, "", name,
 func metricAuth(url, bearer, name, filter string) float64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	code, b, err := httpGet(ctx, url, bearer)
+	code, b, err := testenv.HTTPGet(ctx, url, bearer)
 	if err != nil || code != http.StatusOK {
 		return -1
 	}
@@ -242,11 +179,11 @@ func (c *collector) register(t *testing.T, id string) string {
 func (c *collector) start(t *testing.T) {
 	t.Helper()
 	c.p.Start()
-	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
 		if c.p.Exited() {
 			t.Fatalf("sm-collector exited:\n%s", testenv.Tail(c.p.LogPath, 30))
 		}
-		return ready(c.base + "/readyz")
+		return testenv.Ready(c.base + "/readyz")
 	})
 }
 
@@ -335,11 +272,11 @@ collector:
 func (e *edge) start(t *testing.T) time.Duration {
 	t.Helper()
 	e.p.Start()
-	if !poll(30*time.Second, 2*time.Millisecond, func() bool {
+	if !testenv.Poll(30*time.Second, 2*time.Millisecond, func() bool {
 		if e.p.Exited() {
 			t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 		}
-		return ready(e.admin + "/readyz")
+		return testenv.Ready(e.admin + "/readyz")
 	}) {
 		t.Fatalf("sm-edge not ready within 30s:\n%s", testenv.Tail(e.p.LogPath, 30))
 	}

@@ -455,7 +455,7 @@ func collectorOverload(t *testing.T, bins binaries, v volumes, rep *report) {
 	edgeWG.Wait()
 	curPhase.Store(4)
 	t4 := time.Now()
-	if !poll(2*time.Minute, 100*time.Millisecond, func() bool {
+	if !testenv.Poll(2*time.Minute, 100*time.Millisecond, func() bool {
 		return realEdge.forwarded() >= float64(edgeMsgs) && realEdge.queueRecords() == 0
 	}) {
 		t.Errorf("sm-edge forwarded %.0f of %d readings within 2 minutes after the last publish", realEdge.forwarded(), edgeMsgs)

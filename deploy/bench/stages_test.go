@@ -80,7 +80,7 @@ func endToEnd(t *testing.T, bins binaries, v volumes, rep *report, sensors int) 
 		pubDone.Store(time.Now().UnixNano())
 	})
 	wait := wg.Wait
-	waitFor(t, 10*time.Minute, "the readings to be stored", func() bool { return e.forwarded() >= float64(v.e2eMsgs) })
+	testenv.WaitFor(t, 10*time.Minute, "the readings to be stored", func() bool { return e.forwarded() >= float64(v.e2eMsgs) })
 	took := time.Since(t0)
 	rate := float64(v.e2eMsgs) / took.Seconds()
 	wait()
@@ -97,7 +97,7 @@ func endToEnd(t *testing.T, bins binaries, v volumes, rep *report, sensors int) 
 	l.publish(t.Context(), t, broker.URL)
 	to := time.Now()
 	stopTrace()
-	waitFor(t, 2*time.Minute, "the paced readings to be stored", func() bool { return e.forwarded() >= base+float64(l.msgs) })
+	testenv.WaitFor(t, 2*time.Minute, "the paced readings to be stored", func() bool { return e.forwarded() >= base+float64(l.msgs) })
 	p50, p99, n := latency(t, coll.dbURL, "h/", from.Add(-time.Second), to.Add(time.Second))
 	achieved := float64(l.msgs) / to.Sub(from).Seconds()
 	rep.add(row{stage: "edge end to end", what: fmt.Sprintf("%d sensors, publish → stored at 50 %% load (%s offered, %s achieved, %d readings)", sensors, perSec(half), perSec(achieved), n),
@@ -324,7 +324,7 @@ func backlogDrain(t *testing.T, bins binaries, v volumes, rep *report) {
 	l := batchLoad("d", v.drainN/perMsg, perMsg, 20)
 	n := float64(l.msgs * perMsg)
 	l.publish(t.Context(), t, broker.URL)
-	waitFor(t, 10*time.Minute, "the backlog in the edge's queue", func() bool { return e.committed() >= n })
+	testenv.WaitFor(t, 10*time.Minute, "the backlog in the edge's queue", func() bool { return e.committed() >= n })
 	backlog := e.queueRecords()
 
 	ctx, cancel := context.WithCancel(t.Context())
@@ -334,7 +334,7 @@ func backlogDrain(t *testing.T, bins binaries, v volumes, rep *report) {
 	from := time.Now()
 	coll.start(t)
 	t0 := time.Now()
-	if !poll(30*time.Minute, 100*time.Millisecond, func() bool {
+	if !testenv.Poll(30*time.Minute, 100*time.Millisecond, func() bool {
 		r := e.queueRecords()
 		return r >= 0 && r <= v.liveRate
 	}) {
@@ -344,7 +344,7 @@ func backlogDrain(t *testing.T, bins binaries, v volumes, rep *report) {
 	to := time.Now()
 	cancel()
 	wait()
-	waitFor(t, 2*time.Minute, "the live readings to be stored", func() bool { return e.queueRecords() == 0 })
+	testenv.WaitFor(t, 2*time.Minute, "the live readings to be stored", func() bool { return e.queueRecords() == 0 })
 	p50, p99, got := latency(t, coll.dbURL, "live/", from, to)
 	drainRate := backlog / drainDur.Seconds()
 	rep.add(row{stage: "backlog drain", what: fmt.Sprintf("%.0f queued records (readings and a few events) drained while %s live readings flow (issue figure: 5 M; set BENCH_DRAIN_N)", backlog, perSec(v.liveRate)),

@@ -215,7 +215,7 @@ func budgetOutage(t *testing.T, bins binaries) result {
 	s.coll.p.Stop()
 	pub := s.publish(t, total, sensors, 4000)
 	pub.wait(t, publishLimit)
-	waitFor(t, time.Minute, "the edge to receive every reading and shed some", func() bool {
+	testenv.WaitFor(t, time.Minute, "the edge to receive every reading and shed some", func() bool {
 		st := s.edge.status()
 		if st == nil {
 			return false
@@ -324,7 +324,7 @@ notify:
 	// The alert, and its notification sent.
 	ctx := t.Context()
 	conn := connect(t, s.dbURL)
-	waitFor(t, time.Minute, "the alert's notification to be sent", func() bool {
+	testenv.WaitFor(t, time.Minute, "the alert's notification to be sent", func() bool {
 		var pending int
 		err := conn.QueryRow(ctx, `SELECT count(*) FROM notification_outbox WHERE sent_at IS NULL AND failed_at IS NULL`).Scan(&pending)
 		bodies, _ := recv.snapshot()
@@ -359,7 +359,7 @@ notify:
 		t.Errorf("webhook: %d messages with %d notifications, want exactly 1 with 1:\n%s", len(bodies), items, bodies)
 	}
 	// The API shows it to a viewer.
-	code, b, err := httpGet(ctx, s.coll.base+"/api/v1/alerts", s.coll.apiKey)
+	code, b, err := testenv.HTTPGet(ctx, s.coll.base+"/api/v1/alerts", s.coll.apiKey)
 	var list struct {
 		Items []struct {
 			Sensor string `json:"sensor"`

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,7 +27,7 @@ type binaries struct{ edge, collector string }
 // either is missing.
 func findBinaries(t *testing.T) binaries {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,72 +48,6 @@ func findBinaries(t *testing.T) binaries {
 	}
 	t.Logf("bin/ was incomplete: built the binaries into %s", dir)
 	return b
-}
-
-// repoRoot walks up from the working directory to the directory holding
-// go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// waitFor polls cond until it is true, failing the test with what when
-// the deadline passes first.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	if !poll(timeout, cond) {
-		t.Fatalf("timed out after %s waiting for %s", timeout, what)
-	}
-}
-
-// poll polls cond until it is true (true) or the timeout passes (false).
-func poll(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
-
-// httpGet does GET url with an optional bearer token and returns the
-// status code and body.
-func httpGet(ctx context.Context, url, bearer string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
-}
-
-func ready(url string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	code, _, err := httpGet(ctx, url, "")
-	return err == nil && code == http.StatusOK
 }
 
 // collector is sm-collector serving one scenario's database.
@@ -159,11 +92,11 @@ ingest: {retry_after: 1s, write_timeout: 10s}
 func (c *collector) start(t *testing.T) {
 	t.Helper()
 	c.p.Start()
-	waitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "sm-collector /readyz", func() bool {
 		if c.p.Exited() {
 			t.Fatalf("sm-collector exited:\n%s", testenv.Tail(c.p.LogPath, 30))
 		}
-		return ready(c.base + "/readyz")
+		return testenv.Ready(c.base + "/readyz")
 	})
 }
 
@@ -237,16 +170,16 @@ collector:
 func (e *edge) start(t *testing.T) {
 	t.Helper()
 	e.p.Start()
-	waitFor(t, 30*time.Second, "sm-edge /readyz", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "sm-edge /readyz", func() bool {
 		if e.p.Exited() {
 			t.Fatalf("sm-edge exited:\n%s", testenv.Tail(e.p.LogPath, 30))
 		}
-		return ready("http://" + e.admin + "/readyz")
+		return testenv.Ready("http://" + e.admin + "/readyz")
 	})
 	// /status needs the generated token: without it the answer is 401.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if code, _, err := httpGet(ctx, "http://"+e.admin+"/status", ""); err != nil || code != http.StatusUnauthorized {
+	if code, _, err := testenv.HTTPGet(ctx, "http://"+e.admin+"/status", ""); err != nil || code != http.StatusUnauthorized {
 		t.Fatalf("sm-edge /status without the admin token = %d, %v; want 401", code, err)
 	}
 }
@@ -259,7 +192,7 @@ func (e *edge) status() map[string]any {
 	if err != nil {
 		return nil
 	}
-	code, b, err := httpGet(ctx, "http://"+e.admin+"/status", strings.TrimSpace(string(token)))
+	code, b, err := testenv.HTTPGet(ctx, "http://"+e.admin+"/status", strings.TrimSpace(string(token)))
 	if err != nil || code != http.StatusOK {
 		return nil
 	}

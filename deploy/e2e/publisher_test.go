@@ -14,6 +14,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
 // key identifies a reading: sensor id and timestamp in microseconds.
@@ -110,7 +112,7 @@ func (p *publication) wait(t *testing.T, timeout time.Duration) {
 // broker.
 func (p *publication) waitAcked(t *testing.T, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%d readings published", n), func() bool {
+	testenv.WaitFor(t, timeout, fmt.Sprintf("%d readings published", n), func() bool {
 		select {
 		case <-p.done:
 			return true

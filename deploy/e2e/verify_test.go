@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/smartmaint/smartmaint/shared/testenv"
 )
 
 // result is one row of the final table.
@@ -61,7 +63,7 @@ func settle(t *testing.T, name, dbURL string, e *edge, pub *publication, timeout
 		}
 	}()
 	var stored, gaps int
-	complete := poll(timeout, func() bool {
+	complete := testenv.Poll(timeout, 50*time.Millisecond, func() bool {
 		if !connect() {
 			return false
 		}
@@ -75,7 +77,7 @@ func settle(t *testing.T, name, dbURL string, e *edge, pub *publication, timeout
 	})
 	if complete {
 		// The edge has nothing left to send: the counts are final.
-		waitFor(t, timeout, "the edge's queue to be empty", func() bool { return e.backlog() == 0 })
+		testenv.WaitFor(t, timeout, "the edge's queue to be empty", func() bool { return e.backlog() == 0 })
 	} else {
 		t.Errorf("timed out after %s waiting for stored + gap-accounted (%d + %d) to reach %d published; edge queue: %v",
 			timeout, stored, gaps, len(published), e.queueStats())
