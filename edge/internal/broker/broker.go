@@ -350,9 +350,14 @@ func (h *guardHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 // new connection and clear it, before publishToClient adds the message to
 // the old client. The message then sits in a client nobody reads, while
 // its publisher already has its PUBACK (mochi acknowledges before it
-// routes). mochi marks the old client taken over before copying, so every
-// such message arrives here with cl.IsTakenOver(); adopt moves it to the
-// session's current client.
+// routes). The window runs from the copy until the new client is
+// registered, which includes clearing the old store one message at a time,
+// so it grows with the queue: a publisher streaming during a resume lost
+// hundreds of messages in a row (TestSubscriberResumingDuringPublish...).
+// mochi marks the old client taken over before copying, so every such
+// message arrives here with cl.IsTakenOver(); adopt moves it to the
+// session's current client (and holds that publisher until the new client
+// is registered, so it adopts at most one message per resume).
 func (h *guardHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
 	if pk.FixedHeader.Type != packets.Publish || !cl.IsTakenOver() {
 		return
