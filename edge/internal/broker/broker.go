@@ -28,6 +28,13 @@
 //     keep-alive is disconnected (by mochi's deadline or its own ping
 //     timeout) before its message is routed; it has no PUBACK, so an MQTT
 //     client resends it after reconnecting, and nothing is lost.
+//   - Session resume: mochi acknowledges a QoS 1 publish before it routes
+//     it, and a persistent session that resumes on a new connection in
+//     between loses the message (mochi v2.7.9 queues it on the replaced
+//     connection; see guardHook.OnQosPublish). The hook moves such a
+//     message to the resumed session (Stats.Adopted). mochi's resume also
+//     reports every message it moves as dropped: we neither count those as
+//     discarded nor let the bolt store delete their records.
 //
 // With Config.DataDir set, sessions, subscriptions, inflight messages and
 // retained messages are stored in a bbolt file (mochi's bolt hook), so a
@@ -52,6 +59,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -106,6 +114,10 @@ type Stats struct {
 	Discarded int64
 	// Held counts publishes that waited for a slow subscriber.
 	Held int64
+	// Adopted counts messages routed to a persistent session while it
+	// resumed on a new connection, which mochi would have lost
+	// (guardHook.OnQosPublish) and which were moved to the new one.
+	Adopted int64
 	// Clients is the number of connected clients.
 	Clients int64
 }
@@ -122,6 +134,12 @@ type Broker struct {
 
 // New configures a broker; Start listens.
 func New(cfg Config, log *slog.Logger) (*Broker, error) {
+	return newBroker(cfg, log, nil)
+}
+
+// newBroker is New with extra mochi hooks placed first (tests use them to
+// hold the broker at a chosen point).
+func newBroker(cfg Config, log *slog.Logger, first []mqtt.Hook) (*Broker, error) {
 	if cfg.Listen == "" {
 		return nil, errors.New("broker: listen address is empty")
 	}
@@ -144,24 +162,32 @@ func New(cfg Config, log *slog.Logger) (*Broker, error) {
 	})
 	b := &Broker{cfg: cfg, log: log, srv: srv, addr: cfg.Listen}
 	b.hook = &guardHook{srv: srv, log: log, highWater: cfg.HighWater, done: &b.closed}
+	for _, h := range first {
+		if err := srv.AddHook(h, nil); err != nil {
+			return nil, fmt.Errorf("broker: add hook %s: %w", h.ID(), err)
+		}
+	}
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, fmt.Errorf("broker: add auth hook: %w", err)
 	}
-	if err := srv.AddHook(b.hook, nil); err != nil {
-		return nil, fmt.Errorf("broker: add guard hook: %w", err)
-	}
+	// The store comes before the guard hook: the guard's OnQosPublish
+	// corrects what the store wrote for a message it moves (adopt).
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 			return nil, fmt.Errorf("broker: create data dir %q: %w", cfg.DataDir, err)
 		}
 		path := filepath.Join(cfg.DataDir, "broker.db")
-		err := srv.AddHook(new(sessionStore), &bolt.Options{
+		b.hook.store = new(sessionStore)
+		err := srv.AddHook(b.hook.store, &bolt.Options{
 			Path:    path,
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("broker: open session store %q: %w", path, err)
 		}
+	}
+	if err := srv.AddHook(b.hook, nil); err != nil {
+		return nil, fmt.Errorf("broker: add guard hook: %w", err)
 	}
 	tcp := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Listen})
 	if err := srv.AddListener(tcp); err != nil {
@@ -207,6 +233,7 @@ func (b *Broker) Stats() Stats {
 		Dropped:   b.hook.dropped.Load() + atomic.LoadInt64(&info.InflightDropped),
 		Discarded: b.hook.discarded.Load(),
 		Held:      b.hook.held.Load(),
+		Adopted:   b.hook.adopted.Load(),
 		Clients:   atomic.LoadInt64(&info.ClientsConnected),
 	}
 }
@@ -218,15 +245,25 @@ type guardHook struct {
 	log       *slog.Logger
 	highWater int
 	done      *atomic.Bool
-	dropped   atomic.Int64
-	discarded atomic.Int64
-	held      atomic.Int64
+	store     *sessionStore // nil without a data dir
+	// established holds the clients (*mqtt.Client) whose CONNACK and
+	// resent messages have been written: adopt writes to them directly.
+	established sync.Map
+	dropped     atomic.Int64
+	discarded   atomic.Int64
+	held        atomic.Int64
+	adopted     atomic.Int64
 }
 
 func (h *guardHook) ID() string { return "smartmaint-no-drop" }
 
 func (h *guardHook) Provides(b byte) bool {
-	return b == mqtt.OnPublish || b == mqtt.OnPublishDropped || b == mqtt.OnQosDropped
+	switch b {
+	case mqtt.OnPublish, mqtt.OnPublishDropped, mqtt.OnQosDropped, mqtt.OnQosPublish,
+		mqtt.OnSessionEstablished, mqtt.OnDisconnect:
+		return true
+	}
+	return false
 }
 
 // OnPublish waits while any subscriber of the topic holds HighWater or
@@ -283,6 +320,109 @@ func (h *guardHook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 
 // OnQosDropped is called when mochi deletes a queued QoS 1/2 message
 // without delivery: a clean session ending, or expiry (disabled here).
+// mochi also calls it when a persistent session resumes: it copies the
+// old client's inflight store to the new client, then clears the old one
+// (Server.inheritClientSession, after marking the old client taken over).
+// Those messages moved, they were not discarded, and mochi's decrement of
+// Info.Inflight would leave the broker-wide count (our fast path in
+// OnPublish) short by every message queued at a resume; undo it.
 func (h *guardHook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		atomic.AddInt64(&h.srv.Info.Inflight, 1)
+		return
+	}
 	h.discarded.Add(1)
+}
+
+func (h *guardHook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.established.Store(cl, struct{}{})
+}
+
+func (h *guardHook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.established.Delete(cl)
+}
+
+// OnQosPublish is called after mochi has put a message into a client's
+// inflight store. It rescues a message mochi (v2.7.9) would lose when a
+// persistent session resumes while a publish is being routed:
+// publishToSubscribers looks the subscriber's client up, and
+// inheritClientSession may then copy that client's inflight store to the
+// new connection and clear it, before publishToClient adds the message to
+// the old client. The message then sits in a client nobody reads, while
+// its publisher already has its PUBACK (mochi acknowledges before it
+// routes). The window runs from the copy until the new client is
+// registered, which includes clearing the old store one message at a time,
+// so it grows with the queue: a publisher streaming during a resume lost
+// hundreds of messages in a row (TestSubscriberResumingDuringPublish...).
+// mochi marks the old client taken over before copying, so every such
+// message arrives here with cl.IsTakenOver(); adopt moves it to the
+// session's current client (and holds that publisher until the new client
+// is registered, so it adopts at most one message per resume).
+func (h *guardHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
+	if pk.FixedHeader.Type != packets.Publish || !cl.IsTakenOver() {
+		return
+	}
+	h.adopt(cl, pk)
+}
+
+// adopt moves pk from the taken-over client old to the client that now
+// holds its session, unless the takeover already copied it.
+func (h *guardHook) adopt(old *mqtt.Client, pk packets.Packet) {
+	for {
+		// mochi adds the new client right after marking the old one.
+		cur, ok := h.srv.Clients.Get(old.ID)
+		for ok && cur == old && !h.done.Load() {
+			time.Sleep(backpressurePoll)
+			cur, ok = h.srv.Clients.Get(old.ID)
+		}
+		if !ok || cur == old || cur.Properties.Clean || (old.Properties.Clean && old.Properties.ProtocolVersion < 5) {
+			// The session ended (clean start): MQTT discards its messages.
+			if old.State.Inflight.Delete(pk.PacketID) {
+				atomic.AddInt64(&h.srv.Info.Inflight, -1)
+				h.discarded.Add(1)
+			}
+			return
+		}
+		if q, ok := cur.State.Inflight.Get(pk.PacketID); ok && samePublish(q, pk) {
+			return // routed before the takeover copied the store
+		}
+		// Still counted once in Info.Inflight: either it is in old's store,
+		// or the takeover cleared it there and OnQosDropped re-added it.
+		old.State.Inflight.Delete(pk.PacketID)
+		id, err := cur.NextPacketID()
+		if err != nil {
+			atomic.AddInt64(&h.srv.Info.Inflight, -1)
+			h.dropped.Add(1)
+			h.log.Error("broker dropped a message: packet ids exhausted", "component", "broker", "client", cur.ID, "topic", pk.TopicName)
+			return
+		}
+		out := pk
+		out.PacketID = uint16(id)
+		cur.State.Inflight.Set(out)
+		h.adopted.Add(1)
+		if h.store != nil {
+			h.store.moved(old, cur, pk, out)
+		}
+		if cur.IsTakenOver() { // taken over again meanwhile
+			old, pk = cur, out
+			continue
+		}
+		// Write it unless the client is gone (then it stays queued for the
+		// next resume). Wait for the CONNACK and the resent messages first.
+		for !cur.Closed() && !h.done.Load() {
+			if _, ok := h.established.Load(cur); ok {
+				_ = cur.WritePacket(out) // a failed write closes cur; the message stays queued
+				break
+			}
+			time.Sleep(backpressurePoll)
+		}
+		return
+	}
+}
+
+// samePublish reports whether a and b are the same queued message: copies
+// of one packet share its payload (mochi copies it per subscriber).
+func samePublish(a, b packets.Packet) bool {
+	return a.Created == b.Created && a.TopicName == b.TopicName &&
+		len(a.Payload) > 0 && len(a.Payload) == len(b.Payload) && &a.Payload[0] == &b.Payload[0]
 }

@@ -4,8 +4,10 @@ import (
 	"strconv"
 	"strings"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // sessionStore is mochi's bbolt storage hook with one fix: mochi v2.7.9
@@ -38,4 +40,29 @@ func (h *sessionStore) StoredInflightMessages() ([]storage.Message, error) {
 		}
 	}
 	return msgs, nil
+}
+
+// OnQosDropped deletes a dropped message's record, except when mochi
+// clears a taken-over client after moving its inflight messages to the
+// resumed session (see guardHook.OnQosDropped): the records, keyed by
+// client id and packet id, now belong to the new client. Without this a
+// broker restart after any resume lost every message queued at the time.
+func (h *sessionStore) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return
+	}
+	h.Hook.OnQosDropped(cl, pk)
+}
+
+// moved updates the records when guardHook.adopt moves a message from a
+// taken-over client to the current one under a new packet id: the store
+// recorded it under its old id, which in the current session may belong
+// to another message.
+func (h *sessionStore) moved(old, cur *mqtt.Client, from, to packets.Packet) {
+	h.Hook.OnQosPublish(cur, to, to.Created, 0)
+	if q, ok := cur.State.Inflight.Get(from.PacketID); ok {
+		h.Hook.OnQosPublish(cur, q, q.Created, 0)
+		return
+	}
+	h.Hook.OnQosComplete(old, from)
 }

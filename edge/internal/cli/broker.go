@@ -50,7 +50,7 @@ a trusted network.`,
 							return
 						case <-t.C:
 							s := b.Stats()
-							log.Info("broker stats", "component", "broker", "clients", s.Clients, "received", s.Received, "sent", s.Sent, "held", s.Held, "dropped", s.Dropped)
+							log.Info("broker stats", "component", "broker", "clients", s.Clients, "received", s.Received, "sent", s.Sent, "held", s.Held, "adopted", s.Adopted, "dropped", s.Dropped)
 						}
 					}
 				}()
