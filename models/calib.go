@@ -204,13 +204,20 @@ func (t *Tail) Count() float64 { return t.total }
 // quantile returns the value below which a fraction 1-upper of the mass
 // lies, interpolating geometrically inside the bin.
 func (t *Tail) quantile(upper float64) float64 {
-	if t.total <= 0 {
+	return histQuantile(&t.counts, t.total, upper)
+}
+
+// histQuantile is the quantile of a histogram's counts (of any unit, with
+// total their sum) with the share upper of the counts above it,
+// interpolating geometrically inside the bin; 0 for an empty histogram.
+func histQuantile[C float32 | uint16](counts *[tailBins]C, total, upper float64) float64 {
+	if total <= 0 {
 		return 0
 	}
-	want := upper * t.total
+	want := upper * total
 	acc := 0.0
 	for i := tailBins - 1; i >= 0; i-- {
-		c := float64(t.counts[i])
+		c := float64(counts[i])
 		if acc+c >= want {
 			if c == 0 {
 				return binLo(i)
@@ -385,24 +392,7 @@ func (t *tail16) refresh(minScale float64) {
 
 // quantile is Tail.quantile (counts and total in the same unit).
 func (t *tail16) quantile(upper float64) float64 {
-	if t.total == 0 {
-		return 0
-	}
-	want := upper * float64(t.total)
-	acc := 0.0
-	for i := tailBins - 1; i >= 0; i-- {
-		c := float64(t.counts[i])
-		if acc+c >= want {
-			if c == 0 {
-				return binLo(i)
-			}
-			f := (want - acc) / c // fraction of this bin above the quantile
-			lo, hi := binLo(i), binHi(i)
-			return hi - f*(hi-lo)
-		}
-		acc += c
-	}
-	return 0
+	return histQuantile(&t.counts, float64(t.total), upper)
 }
 
 // countAtLeast reports whether Tail.Count would be ≥ n (without a
