@@ -23,11 +23,7 @@ import (
 // the queue file's memory map), and the largest queue seen, so a run where
 // the edge fell behind shows.
 func edgeFootprint(t *testing.T, bins binaries, v volumes, rep *report) {
-	dir := t.TempDir()
-	broker := testenv.StartMosquitto(t, "")
-	coll := startCollector(t, dir, bins.collector)
-	tok := writeToken(t, dir, coll.register(t, "bench"))
-	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
+	broker, coll, e := startStack(t, bins)
 	defer func() {
 		e.p.Stop()
 		coll.p.Stop()

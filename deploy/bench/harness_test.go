@@ -296,6 +296,18 @@ func (e *edge) forwarded() float64 {
 		max(0, e.metric("smartmaint_edge_forward_records_total", `result="duplicate"`))
 }
 
+// startStack starts what the end-to-end stages share: a private broker, a
+// collector, and an sm-edge registered with the collector, subscribed to
+// the broker and forwarding into the collector. The caller stops the
+// processes when its stage ends (a stage may run several stacks in turn).
+func startStack(t *testing.T, bins binaries) (*testenv.Mosquitto, *collector, *edge) {
+	dir := t.TempDir()
+	broker := testenv.StartMosquitto(t, "")
+	coll := startCollector(t, dir, bins.collector)
+	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, writeToken(t, dir, coll.register(t, "bench")))
+	return broker, coll, e
+}
+
 // writeToken writes a token file for the edge.
 func writeToken(t *testing.T, dir, token string) string {
 	t.Helper()

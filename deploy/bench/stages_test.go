@@ -63,11 +63,7 @@ func edgeEndToEnd(t *testing.T, bins binaries, v volumes, rep *report) {
 }
 
 func endToEnd(t *testing.T, bins binaries, v volumes, rep *report, sensors int) {
-	dir := t.TempDir()
-	broker := testenv.StartMosquitto(t, "")
-	coll := startCollector(t, dir, bins.collector)
-	tok := writeToken(t, dir, coll.register(t, "bench"))
-	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
+	broker, coll, e := startStack(t, bins)
 	defer func() {
 		e.p.Stop()
 		coll.p.Stop()
@@ -314,11 +310,7 @@ func (e *edge) queueRecords() float64 {
 // of live traffic. Live latency: publish → stored of the live readings
 // published during the drain.
 func backlogDrain(t *testing.T, bins binaries, v volumes, rep *report) {
-	dir := t.TempDir()
-	broker := testenv.StartMosquitto(t, "")
-	coll := startCollector(t, dir, bins.collector)
-	tok := writeToken(t, dir, coll.register(t, "bench"))
-	e, _ := startEdge(t, dir, bins.edge, broker.URL, coll.base, tok)
+	broker, coll, e := startStack(t, bins)
 	coll.p.Stop()
 	const perMsg = 100
 	l := batchLoad("d", v.drainN/perMsg, perMsg, 20)
